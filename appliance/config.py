@@ -67,8 +67,13 @@ class Config:
 
 
 def shipped_defaults() -> dict[str, Any]:
-    text = resources.files("appliance").joinpath("defaults.toml").read_text()
-    return tomllib.loads(text)
+    return tomllib.loads(resources.files("appliance").joinpath("defaults.toml").read_text())
+
+
+def shipped_defaults_path() -> Path:
+    """The defaults file itself: loading it as the config file gives the defaults alone,
+    whatever /etc/appliance holds on this machine."""
+    return Path(str(resources.files("appliance").joinpath("defaults.toml")))
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -121,7 +126,20 @@ def from_dict(data: dict[str, Any]) -> Config:
     if unknown:
         raise ConfigError(f"unknown config section [{sorted(unknown)[0]}]")
     built = {name: _build(name, cls, data.get(name, {})) for name, cls in sections.items()}
-    return Config(**built)
+    cfg = Config(**built)
+    _check_meaning(cfg)
+    return cfg
+
+
+def _check_meaning(cfg: Config) -> None:
+    """Checks beyond types, each naming its key."""
+    from appliance.country import COUNTRIES
+
+    if cfg.line.country.upper() not in COUNTRIES:
+        raise ConfigError(
+            f"config key line.country is {cfg.line.country!r}, a country not known here",
+            hint=f"one of {', '.join(sorted(COUNTRIES))}",
+        )
 
 
 def _build(section: str, cls: Any, values: dict[str, Any]) -> Any:

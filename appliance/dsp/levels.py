@@ -19,7 +19,7 @@ def dbm0(samples: ArrayLike, dbm0_at_full_scale: float) -> float:
     power = float(np.mean(x * x)) * 2.0  # a full-scale sine has mean square 0.5
     if power <= 0.0:
         return SILENCE_DBM0
-    return max(SILENCE_DBM0, 10.0 * np.log10(power) + dbm0_at_full_scale)
+    return max(SILENCE_DBM0, 10.0 * float(np.log10(power)) + dbm0_at_full_scale)
 
 
 def sine_amplitude(level_dbm0: float, dbm0_at_full_scale: float) -> float:

@@ -52,7 +52,7 @@ class Resampler:
             phase = pos % self.up
             per_phase = self._phases.shape[1]
             idx = newest[:, None] - np.arange(per_phase)[None, :]
-            y = np.einsum("kt,kt->k", self._phases[phase], buf[idx])
+            y = np.asarray(np.einsum("kt,kt->k", self._phases[phase], buf[idx]), dtype=np.float64)
         else:
             y = np.zeros(0)
         self._inputs = total

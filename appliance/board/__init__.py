@@ -1,0 +1,52 @@
+"""THE hardware boundary: the only package that imports gpiozero or alsaaudio.
+
+A board delivers `Frame`s: a block of 8 kHz mono line audio and the GPIO edges that
+happened up to its end, on one time line whose master clock is the audio sample counter.
+It plays audio back into the line on the same clock and drives the LEDs.
+
+Two boards share this interface: `RealBoard` (gpiozero's lgpio pin factory and ALSA) and
+`SimBoard` (gpiozero mock pins and audio made by a scenario). The simulator is never
+picked implicitly.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from appliance.dsp import RATE
+from appliance.events import Edge
+
+
+@dataclass(frozen=True)
+class Frame:
+    """`audio` starts at time `t` (seconds); `edges` are those before the frame's end."""
+
+    t: float
+    audio: NDArray[np.float64]
+    edges: tuple[Edge, ...]
+
+    @property
+    def end(self) -> float:
+        return self.t + self.audio.size / RATE
+
+
+class Board(Protocol):
+    name: str
+
+    def initial_levels(self) -> dict[str, bool]:
+        """Each input's level when the board opened (the line may already be off-hook)."""
+        ...
+
+    def read(self) -> Frame | None:
+        """The next frame; blocks on the real board; None when a simulated line ends."""
+        ...
+
+    def play(self, samples: NDArray[np.float64]) -> None:
+        """Queue 8 kHz audio to send into the line; TX is switched in while it plays."""
+        ...
+
+    def set_led(self, name: str, on: bool) -> None: ...
+
+    def close(self) -> None: ...

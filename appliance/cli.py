@@ -1,0 +1,160 @@
+"""The `appliance` command: parses arguments and calls the library, nothing more.
+
+Errors print as `appliance: error: ...` and `appliance: hint: ...` on stderr; exit 1 for
+errors, 2 for usage. The subcommands are a contract (shared/DESIGN.md): scripts and
+checks depend on them, and the README lists them.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+from appliance import __version__, config
+from appliance.errors import ApplianceError
+from appliance.events import LineEvent
+
+log = logging.getLogger("appliance")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance", description="An ethical call recorder for an analog phone line."
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def add_config_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="config file (default /etc/appliance/appliance.toml)",
+        )
+        sub.add_argument(
+            "-o",
+            dest="overrides",
+            metavar="SECTION.KEY=VALUE",
+            action="append",
+            default=[],
+            help="override one setting; may be repeated",
+        )
+
+    run = add("run", "run the recorder on the board", cmd_run)
+    add_config_options(run)
+
+    demo = add("demo", "a simulated line with a handful of calls, ready to watch", cmd_demo)
+    demo.add_argument("--data", metavar="DIR", default="demo-data", help="data folder")
+    demo.add_argument(
+        "--port", type=int, default=8080, help="web page port (once the web page exists)"
+    )
+    demo.add_argument("--realtime", action="store_true", help="play the calls at the speed of life")
+
+    simulate = add("simulate", "run scenario files through the simulated board", cmd_simulate)
+    simulate.add_argument("scenarios", metavar="SCENARIO", nargs="+", help="scenario files")
+    simulate.add_argument("--data", metavar="DIR", help="data folder (used once the recorder runs)")
+    simulate.add_argument(
+        "--json", action="store_true", help="print the call records as a JSON array"
+    )
+    simulate.add_argument("--events", action="store_true", help="print line events as JSON lines")
+    simulate.add_argument("--realtime", action="store_true", help="pace the line in real time")
+    add_config_options(simulate)
+
+    show = add("config", "print the effective configuration, secrets masked", cmd_config)
+    add_config_options(show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except ApplianceError as exc:
+        print(f"appliance: error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"appliance: hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_config(args: argparse.Namespace) -> config.Config:
+    return config.load(getattr(args, "config", None), getattr(args, "overrides", []))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(config.to_toml(_load_config(args)), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.recorder import run_line
+
+    return run_line(_load_config(args))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from appliance.scenario.simulate import simulate_file
+
+    if args.json:
+        raise ApplianceError(
+            "--json prints call records, and call records come with the recorder",
+            hint="use --events for the line events",
+        )
+    cfg = _load_config(args)
+
+    def print_event(event: LineEvent) -> None:
+        print(json.dumps(event.to_json()), flush=True)
+
+    failed = 0
+    for path in args.scenarios:
+        result = simulate_file(path, cfg, args.realtime, print_event if args.events else None)
+        for failure in result.failures:
+            print(f"appliance: error: {failure}", file=sys.stderr)
+        failed += bool(result.failures)
+        if not args.events:
+            verdict = f"{len(result.failures)} expectation(s) failed" if result.failures else "ok"
+            line = f"{result.duration:.1f} s of line, {len(result.events)} line events"
+            print(f"{path}: {line}, {verdict}")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from appliance.scenario.simulate import simulate_file
+
+    cfg = config.load(overrides=["board.kind=sim", f"storage.data_dir={json.dumps(args.data)}"])
+    folder = resources.files("appliance.scenario").joinpath("demo")
+    scenarios = sorted(p.name for p in folder.iterdir() if p.name.endswith(".scn"))
+    print("A simulated phone line, played through the appliance's real board and line code.\n")
+    for name in scenarios:
+        with resources.as_file(folder.joinpath(name)) as path:
+            print(f"== {_title(Path(path))}")
+            result = simulate_file(path, cfg, args.realtime, _print_readable)
+        for failure in result.failures:
+            print(f"   !! {failure}")
+        print()
+    print("The recorder and the web page join this demo as they are built.")
+    return 0
+
+
+def _title(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    return first.lstrip("# ").strip() if first.startswith("#") else path.stem
+
+
+def _print_readable(event: LineEvent) -> None:
+    data = event.to_json()
+    details = ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("t", "event"))
+    print(f"   {data['t']:8.3f} s  {event.name}" + (f" ({details})" if details else ""), flush=True)

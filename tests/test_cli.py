@@ -1,0 +1,119 @@
+"""The command line is a contract: every command has help, and the README lists them."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance import __version__
+from appliance.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "tests" / "scenarios"
+
+
+def subcommands() -> dict[str, str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return {name: sub.description or "" for name, sub in action.choices.items()}
+
+
+def test_every_command_has_help() -> None:
+    for name, text in subcommands().items():
+        assert text.strip(), name
+
+
+def test_readme_lists_exactly_the_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^    appliance ([a-z-]+)", readme, flags=re.M))
+    assert listed == set(subcommands())
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"appliance {__version__}"
+
+
+def test_usage_error_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["frobnicate"])
+    assert exited.value.code == 2
+
+
+def test_config_prints_effective_settings(capsys) -> None:
+    assert (
+        main(["config", "-c", str(ROOT / "appliance" / "defaults.toml"), "-o", "line.country=GB"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert 'country = "GB"' in out and "[audio]" in out
+
+
+def test_bad_setting_is_error_and_hint(capsys) -> None:
+    defaults = str(ROOT / "appliance" / "defaults.toml")
+    assert main(["config", "-c", defaults, "-o", "line.country=XX"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("appliance: error: config key line.country is 'XX'")
+    assert err[1].startswith("appliance: hint: one of AT, BE, CA")
+    assert main(["config", "-c", defaults, "-o", "line.debounce_ms=soon"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("appliance: error: config key line.debounce_ms")
+
+
+def test_simulate_events_are_json_lines(capsys) -> None:
+    assert main(["simulate", "--events", str(SCENARIOS / "rotary_all_digits.scn")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["event"] for e in events][:2] == ["OffHook", "PulseDigit"]
+    assert all(isinstance(e["t"], float | int) for e in events)
+    assert "".join(e["digit"] for e in events if e["event"] == "PulseDigit") == "1234567890"
+
+
+def test_simulate_reports_failed_expectation(tmp_path, capsys) -> None:
+    scenario = tmp_path / "wrong.scn"
+    scenario.write_text("offhook\nwait 1\nexpect events OnHook\n")
+    assert main(["simulate", str(scenario)]) == 1
+    err = capsys.readouterr().err
+    assert "wrong.scn:3: expected events OnHook; got OffHook" in err
+
+
+def test_simulate_bad_scenario_is_clear(tmp_path, capsys) -> None:
+    scenario = tmp_path / "bad.scn"
+    scenario.write_text("ring 2\npower-cut\n")
+    assert main(["simulate", str(scenario)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.scn:2: `power-cut` is not yet supported" in err
+
+
+def test_run_off_a_pi_is_a_clear_error(capsys) -> None:
+    code = main(["run", "-c", str(ROOT / "appliance" / "defaults.toml")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "appliance: error: cannot open the GPIO chip" in err
+    assert "appliance: hint:" in err
+
+
+def test_demo_runs_the_shipped_calls() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "!!" not in done.stdout
+    for event in (
+        "RingStarted",
+        "OffHook",
+        "HookFlash",
+        "FarEndDisconnect",
+        "PulseDigit",
+        "OnHook",
+    ):
+        assert event in done.stdout
