@@ -28,7 +28,7 @@ def test_every_command_has_help() -> None:
 
 def test_readme_lists_exactly_the_commands() -> None:
     readme = (ROOT / "README.md").read_text()
-    listed = set(re.findall(r"^    appliance ([a-z-]+)", readme, flags=re.M))
+    listed = set(re.findall(r"^    appliance ([a-z][a-z-]*)", readme, flags=re.M))
     assert listed == set(subcommands())
 
 
