@@ -20,6 +20,7 @@ from scipy import signal
 from appliance.board import Frame
 from appliance.board.gpio import Gpio
 from appliance.board.pins import PinMap, PinSpec
+from appliance.clock import ManualClock
 from appliance.dsp import RATE
 from appliance.events import Edge
 
@@ -59,12 +60,14 @@ class _ScenarioPin(MockPin):  # type: ignore[misc]
 
 
 class ScenarioPinFactory(MockFactory):  # type: ignore[misc]
+    """Mock pins on the scenario clock, which only moves forward."""
+
     def __init__(self) -> None:
         super().__init__(pin_class=_ScenarioPin)
-        self.now = 0.0
+        self.clock = ManualClock()
 
     def ticks(self) -> float:
-        return self.now
+        return self.clock.now()
 
     @staticmethod
     def ticks_diff(later: float, earlier: float) -> float:
@@ -123,10 +126,10 @@ class SimBoard:
         edges = self.script.edges
         while self._edge_index < len(edges) and edges[self._edge_index].t < t1:
             edge = edges[self._edge_index]
-            self._factory.now = max(self._factory.now, edge.t)
+            self._factory.clock.set(max(self._factory.clock.now(), edge.t))
             self._drive(edge.input, edge.level)
             self._edge_index += 1
-        self._factory.now = t1
+        self._factory.clock.set(t1)
         audio = self._line_audio(n0, n1) + self._echo_of_playback(n1 - n0)
         self._sample = n1
         return Frame(t0, audio, tuple(self.gpio.take_edges(until=t1)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.board.pins import load_pin_map
 from appliance.board.sim import SimBoard
+from appliance.clock import MonotonicClock
 from appliance.config import Config
 from appliance.events import LineEvent
 from appliance.line import LineMonitor
@@ -52,11 +53,12 @@ def simulate(
     board = SimBoard(script, load_pin_map(config.board.pin_map or None))
     monitor = LineMonitor(LineTiming.from_config(line_config), board.initial_levels())
     events: list[LineEvent] = []
-    started = time.monotonic()
+    wall = MonotonicClock()
+    started = wall.now()
     try:
         while (frame := board.read()) is not None:
             if realtime:
-                time.sleep(max(0.0, started + frame.end - time.monotonic()))
+                time.sleep(max(0.0, started + frame.end - wall.now()))
             for event in monitor.step(frame.edges, frame.end):
                 events.append(event)
                 if on_event is not None:

@@ -12,11 +12,11 @@ def test_edges_are_logical_levels_with_the_pin_clock(pin_map: PinMap) -> None:
     gpio = Gpio(pin_map, factory)
     loop = factory.pin(pin_map.inputs["loop"].gpio)
     assert gpio.levels()["loop"] is False  # pulled up, opto off: no loop current
-    factory.now = 1.25
+    factory.clock.set(1.25)
     loop.drive_low()  # the opto conducts: loop current flows
-    factory.now = 1.2512
+    factory.clock.set(1.2512)
     loop.drive_high()
-    factory.now = 1.3
+    factory.clock.set(1.3)
     loop.drive_low()
     edges = gpio.take_edges(until=1.26)
     assert [(e.t, e.input, e.level) for e in edges] == [
