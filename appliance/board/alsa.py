@@ -24,10 +24,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from appliance.config import AudioConfig
+from appliance.dsp import RATE
 from appliance.dsp.resample import Resampler
 from appliance.errors import AudioDeviceError, ConfigError
 
-LINE_RATE = 8000
 CAPTURE_PERIODS = 8  # a deep capture buffer: a late reader loses nothing
 PLAYBACK_PERIODS = 4  # a shallow playback buffer: what we play reaches the line soon
 MAX_XRUNS_IN_A_ROW = 8  # after this many with no audio in between, the device is gone
@@ -61,8 +61,8 @@ class AlsaAudio:
         self.underruns = 0
         self.frames_read = 0
         self.frames_written = 0
-        self._down = Resampler(config.rate, LINE_RATE)
-        self._up = Resampler(LINE_RATE, config.rate)
+        self._down = Resampler(config.rate, RATE)
+        self._up = Resampler(RATE, config.rate)
         self._capture: Any = None
         self._playback: Any = None
         try:
