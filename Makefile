@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := libasound2-dev alsa-utils
+DEB_PACKAGES := libasound2-dev alsa-utils age
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest bench deb-packages clean

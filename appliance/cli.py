@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from appliance import __version__, config
 from appliance.errors import ApplianceError
@@ -72,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = add("config", "print the effective configuration, secrets masked", cmd_config)
     add_config_options(show)
+
+    calls = add("calls", "the call records of the catalog", lambda a: 2)
+    calls_commands = calls.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
+    listing = calls_commands.add_parser("list", help="list calls, newest first")
+    listing.set_defaults(handler=cmd_calls_list)
+    listing.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--identity", metavar="FILE", help="an age identity file: show callers")
+
+    audit = add("audit", "the hash-chained audit log", lambda a: 2)
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = audit_commands.add_parser("verify", help="check the audit chain; print its head")
+    verify.set_defaults(handler=cmd_audit_verify)
+    verify.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    verify.add_argument("--head", metavar="SEQ:HASH", help="a head kept outside the catalog")
     return parser
 
 
@@ -103,6 +119,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.recorder import run_line
 
     return run_line(_load_config(args))
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from appliance.vault.catalog import Catalog
+
+    expected = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise ApplianceError(
+                f"--head {args.head!r} is not SEQ:HASH", hint="as printed by verify"
+            )
+        expected = (int(seq), digest)
+    with Catalog.open(args.data, create=False) as catalog:
+        seq, digest = catalog.verify_audit(expected)
+    print(f"audit log: {seq} entries, the chain holds")
+    print(f"head: {seq}:{digest}")
+    print("keep the head outside the appliance: a later verify --head shows a rewritten tail")
+    return 0
+
+
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    from appliance.vault.calls import list_calls
+
+    rows = list_calls(args.data, _identities(args))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        caller = " ".join(str(row[k]) for k in ("caller_number", "caller_name") if row.get(k))
+        shown = caller or ("(sealed)" if row["sealed"] else "")
+        print(
+            f"{row['id']}  {row['started']}  {row['direction'] or '-':8}  "
+            f"{row['consent'] or '-':9}  {row['audio_seconds'] or 0:7.1f} s  {row['status']:11}  "
+            f"{shown}"
+        )
+    return 0
+
+
+def _identities(args: argparse.Namespace) -> list[Any]:
+    from appliance.vault import age
+
+    if not getattr(args, "identity", None):
+        return []
+    try:
+        text = Path(args.identity).read_text()
+    except OSError as exc:
+        raise ApplianceError(f"cannot read the identity file: {exc}") from exc
+    return list(age.parse_identities(text))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

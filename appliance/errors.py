@@ -32,3 +32,11 @@ class ScenarioError(ApplianceError, ValueError):
 
 class ExpectationFailed(ApplianceError, AssertionError):
     """A scenario's `expect` line did not hold."""
+
+
+class AudioFileError(ApplianceError, ValueError):
+    """An audio file cannot be read or decoded."""
+
+
+class VaultError(ApplianceError):
+    """Sealed storage: keys, recordings, the catalog."""

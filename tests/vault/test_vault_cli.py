@@ -1,0 +1,81 @@
+"""The vault's commands: calls list and audit verify, through the real CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.vault import age
+from appliance.vault.catalog import Catalog
+from appliance.vault.seal import Sealer
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    identity = age.Identity.generate()
+    (tmp_path / "id.txt").write_text(f"# the owner's recovery key\n{identity.encode()}\n")
+    with Catalog.open(tmp_path) as catalog:
+        sealer = Sealer(catalog, [identity.recipient])
+        for i in range(3):
+            call_id = f"c{i}"
+            catalog.insert_call(
+                {
+                    "id": call_id,
+                    "started_at": 1.8e9 + i,
+                    "status": "finished",
+                    "direction": "incoming",
+                    "consent": "granted",
+                    "audio_seconds": 10.0 * i,
+                    "muted_spans": "[[1.0, 2.5]]",
+                    "seal_key": sealer.key_id,
+                    "sealed": sealer.seal(call_id, {"number": f"555000{i}"}),
+                }
+            )
+            catalog.audit("recorder", "recording.finished", call_id, {"sha256": "00" * 32})
+    return tmp_path, tmp_path / "id.txt"
+
+
+def test_calls_list_keeps_callers_sealed_without_a_key(data, capsys) -> None:
+    folder, _ = data
+    assert main(["calls", "list", "--data", str(folder), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == ["c2", "c1", "c0"]
+    assert rows[0]["muted_spans"] == [[1.0, 2.5]]
+    assert "caller_number" not in rows[0] and "5550002" not in json.dumps(rows)
+
+
+def test_calls_list_opens_callers_with_an_identity(data, capsys) -> None:
+    folder, identity = data
+    assert main(["calls", "list", "--data", str(folder), "--identity", str(identity)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("c2") and lines[0].endswith("5550002")
+
+
+def test_calls_list_with_a_foreign_identity_fails_clearly(data, tmp_path_factory, capsys) -> None:
+    folder, _ = data
+    other = tmp_path_factory.mktemp("k") / "other.txt"
+    other.write_text(age.Identity.generate().encode())
+    assert main(["calls", "list", "--data", str(folder), "--identity", str(other)]) == 1
+    assert "appliance: error: none of the given keys opens this file" in capsys.readouterr().err
+
+
+def test_audit_verify_prints_the_head_and_checks_a_kept_one(data, capsys) -> None:
+    folder, _ = data
+    assert main(["audit", "verify", "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    head = next(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("head: "))
+    assert head.startswith("3:")
+    assert main(["audit", "verify", "--data", str(folder), "--head", head]) == 0
+    with Catalog.open(folder) as catalog:
+        catalog.db.execute("DELETE FROM audit WHERE seq = 3")
+        catalog.db.conn.commit()
+    capsys.readouterr()
+    assert main(["audit", "verify", "--data", str(folder), "--head", head]) == 1
+    assert "ends at entry 2, but the head kept outside says 3" in capsys.readouterr().err
+
+
+def test_no_catalog_in_the_folder(tmp_path: Path, capsys) -> None:
+    assert main(["audit", "verify", "--data", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "appliance: error: no catalog at" in err and "appliance: hint:" in err
