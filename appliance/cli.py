@@ -35,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def add_authority(sub: argparse.ArgumentParser) -> None:
+        who = sub.add_mutually_exclusive_group(required=True)
+        who.add_argument("--identity", metavar="FILE", help="the owner's recovery identity")
+        who.add_argument("--by", metavar="ADMIN", help="an admin; passphrase on stdin")
+        sub.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read passphrases from stdin, one a line (the new user's first)",
+        )
+
     def add_config_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "-c",
@@ -82,6 +92,40 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.add_argument("--identity", metavar="FILE", help="an age identity file: show callers")
 
+    keys = add("keys", "the appliance's keys", lambda a: 2)
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    init = keys_commands.add_parser(
+        "init", help="make the device keys; print the recovery identity once"
+    )
+    init.set_defaults(handler=cmd_keys_init)
+    init.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    init.add_argument(
+        "--recovery-recipient", metavar="AGE1...", help="the owner's own age public key"
+    )
+    rotate = keys_commands.add_parser("rotate", help="new recordings go to a new device key")
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    rotate.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    add_authority(rotate)
+
+    users = add("users", "who may log in, with which role", lambda a: 2)
+    users_commands = users.add_subparsers(dest="users_command", metavar="COMMAND", required=True)
+    user_add = users_commands.add_parser("add", help="add a user (passphrase on stdin)")
+    user_add.set_defaults(handler=cmd_users_add)
+    user_add.add_argument("name")
+    user_add.add_argument("--role", choices=("admin", "listener", "auditor"), required=True)
+    user_add.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    add_authority(user_add)
+    user_remove = users_commands.add_parser("remove", help="remove a user")
+    user_remove.set_defaults(handler=cmd_users_remove)
+    user_remove.add_argument("name")
+    user_remove.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    add_authority(user_remove)
+    passwd = users_commands.add_parser("passwd", help="change a passphrase (old, new on stdin)")
+    passwd.set_defaults(handler=cmd_users_passwd)
+    passwd.add_argument("name")
+    passwd.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    passwd.add_argument("--password-stdin", action="store_true", required=True)
+
     audit = add("audit", "the hash-chained audit log", lambda a: 2)
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
     verify = audit_commands.add_parser("verify", help="check the audit chain; print its head")
@@ -119,6 +163,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.recorder import run_line
 
     return run_line(_load_config(args))
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from appliance.vault import keys_cli
+
+    return keys_cli.keys_init(args.data, args.recovery_recipient, sys.stdout, sys.stderr)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from appliance.vault import keys_cli
+
+    return keys_cli.keys_rotate(args.data, sys.stdin, sys.stdout, args.identity, args.by)
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from appliance.vault import keys_cli
+
+    _need_stdin(args)
+    return keys_cli.users_add(
+        args.data, args.name, args.role, sys.stdin, sys.stdout, args.identity, args.by
+    )
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from appliance.vault import keys_cli
+
+    return keys_cli.users_remove(
+        args.data, args.name, sys.stdin, sys.stdout, args.identity, args.by
+    )
+
+
+def cmd_users_passwd(args: argparse.Namespace) -> int:
+    from appliance.vault import keys_cli
+
+    return keys_cli.users_passwd(args.data, args.name, sys.stdin, sys.stdout)
+
+
+def _need_stdin(args: argparse.Namespace) -> None:
+    if not args.password_stdin:
+        raise ApplianceError(
+            "passphrases come from stdin only", hint="add --password-stdin and pipe them in"
+        )
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

@@ -79,3 +79,26 @@ def test_no_catalog_in_the_folder(tmp_path: Path, capsys) -> None:
     assert main(["audit", "verify", "--data", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "appliance: error: no catalog at" in err and "appliance: hint:" in err
+
+
+def test_keys_init_then_users_through_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    import io
+
+    from appliance.vault import keys
+
+    monkeypatch.setattr(keys, "LOG_N", 10)
+    data = tmp_path / "data"
+    assert main(["keys", "init", "--data", str(data)]) == 0
+    identity_file = tmp_path / "recovery.txt"
+    identity_file.write_text(capsys.readouterr().out)
+    assert age.parse_identities(identity_file.read_text())  # the output is an identity file
+    monkeypatch.setattr("sys.stdin", io.StringIO("violet tram under 9 bridges\n"))
+    args = ["users", "add", "ann", "--role", "admin", "--password-stdin", "--data", str(data)]
+    assert main([*args, "--identity", str(identity_file)]) == 0
+    assert capsys.readouterr().out == "added ann (admin) with keys\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\nviolet tram under 9 bridges\n"))
+    args = ["users", "add", "bob", "--role", "listener", "--password-stdin", "--data", str(data)]
+    assert main([*args, "--by", "ann"]) == 1
+    assert "appliance: error:" in capsys.readouterr().err
+    assert main(["audit", "verify", "--data", str(data)]) == 0
+    assert "2 entries" in capsys.readouterr().out  # keys.init, user.add
