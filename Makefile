@@ -3,10 +3,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := libasound2-dev alsa-utils age
+DEB_PACKAGES := libasound2-dev alsa-utils age asterisk-core-sounds-en-wav asterisk-moh-opsound-wav
+BENCH_PACKAGES := gcc libspandsp-dev multimon-ng
+# OpenBLAS threads make small matrix work (the echo canceller) ~100x slower on 2 cores.
+export OPENBLAS_NUM_THREADS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deb-packages clean
+.PHONY: demo test lint typecheck pytest bench deb-packages bench-packages clean
 
 demo: $(STAMP)
 	$(BIN)/appliance demo
@@ -23,8 +26,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) bench-packages
 	$(BIN)/python bench/line_bench.py
+	$(BIN)/python bench/vault_bench.py
+	$(BIN)/python bench/dtmf/run.py
+
+bench-packages:
+	@$(MAKE) --no-print-directory deb-packages DEB_PACKAGES="$(BENCH_PACKAGES)"
 
 deb-packages:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

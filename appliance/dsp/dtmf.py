@@ -1,0 +1,568 @@
+"""The DTMF receiver and masker: a Goertzel bank over overlapping frames.
+
+On the path of a call this sits right after the board (and the echo canceller while an
+announcement plays): every 8 kHz capture block goes through it. During the consent phase
+the strict receiver turns a caller's keys into digits (the consent answer, the withdrawal
+sequence, the number the user dials); after it, the masker blanks every DTMF tone from the
+recording (PCI DSS) and reports only the spans, never digit values.
+
+One bank serves both operating points. Frames are 15 ms Hann windows hopped every 5 ms;
+one matrix product gives, per frame, the Goertzel outputs of the eight DTMF tones and the
+projection on a low-order polynomial (hum, left out of the frame power). Each tone's
+frequency is estimated from its phase advance between frames, so the ±1.5 % accept and
+±3.5 % reject edges and the levels do not depend on where the bins fall. A frame passes
+when both tones are loud enough, in twist, on frequency and hold most of the frame's
+power; a digit is a run of passing frames bridged over short dropouts, and its onset and
+end are where the tone amplitude crosses half its plateau, which measures the duration to
+about a millisecond at any level. Time is the sample count / 8000.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from appliance.dsp import RATE
+from appliance.dsp.tones import DTMF_COLS, DTMF_KEYS, DTMF_ROWS
+
+Array = NDArray[np.float64]
+Array32 = NDArray[np.float32]
+
+HOP = 40
+"""Frame hop in samples (5 ms)."""
+WINDOW = 120
+"""Frame length in samples (15 ms)."""
+TONES = np.array(DTMF_ROWS + DTMF_COLS)
+_DIGITS = "".join(DTMF_KEYS)  # code = row * 4 + col
+_POLY = 6  # polynomial degree + 1 of the low-frequency (hum) projection
+_COLS = 16 + _POLY
+_HISTORY = 8  # frames kept before a tone, for the onset search
+_EDGE = 6  # frames from the first (last) passing frame to the half-amplitude crossing
+_CHUNK = 8192  # frames per matrix product: bounds memory on whole-file decodes
+_LARGE = _CHUNK * HOP  # samples analysed at once when a long signal is fed
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """One operating point of the bank: what a frame and a digit must pass."""
+
+    min_level_dbm0: float
+    """Each tone at least this loud."""
+    twist_db: tuple[float, float]
+    """Allowed range of high-tone minus low-tone level, dB."""
+    frame_offset: float
+    """Largest relative frequency offset of either tone in one frame."""
+    digit_offset: float
+    """Largest relative offset of either tone's median frequency over the digit."""
+    purity: float
+    """Smallest share of the frame's power (hum excluded) in the two tones."""
+    min_frames: int
+    """Fewest passing frames in a digit."""
+    min_seconds: float
+    """Shortest digit, between the half-amplitude crossings."""
+    bridge_frames: int
+    """Most failing frames inside one digit (a dropout)."""
+
+
+STRICT = Thresholds(
+    min_level_dbm0=-45.0,
+    twist_db=(-10.0, 6.0),
+    frame_offset=0.03,
+    digit_offset=0.025,
+    purity=0.9,
+    min_frames=3,
+    min_seconds=0.031,
+    bridge_frames=6,
+)
+"""The Q.24 receiver for the consent phase: a false digit can record someone who said no."""
+
+MASK = Thresholds(
+    min_level_dbm0=-50.0,
+    twist_db=(-16.0, 14.0),
+    frame_offset=0.05,
+    digit_offset=0.05,
+    purity=0.7,
+    min_frames=2,
+    min_seconds=0.0,
+    bridge_frames=4,
+)
+"""Masking: a missed mask leaks a digit into the recording, a false one costs 100 ms."""
+
+
+@dataclass(frozen=True)
+class Digit:
+    """A received DTMF digit; times in seconds from the first sample fed."""
+
+    digit: str
+    onset: float
+    end: float
+    level_dbm0: float
+    """Mean level of the two tones."""
+    twist_db: float
+    """High tone minus low tone, dB."""
+    decided: float
+    """When the receiver knew: the time of the last sample it had read."""
+
+
+def _window() -> Array:
+    n = np.arange(WINDOW)
+    return np.asarray(np.sin(np.pi * (n + 0.5) / WINDOW) ** 2, dtype=np.float64)
+
+
+class Bank:
+    """The Goertzel bank: frame products of a stream, for blocks of any size.
+
+    Frame m covers samples [m * HOP, m * HOP + WINDOW). Per frame it gives 22 numbers
+    (real and imaginary Goertzel outputs of the 8 tones, 6 polynomial coefficients) and
+    the Hann-weighted power.
+    """
+
+    def __init__(self, group: int = 8) -> None:
+        w = _window()
+        self.wsum = float(w.sum())
+        n = np.arange(WINDOW)
+        self.omega = 2 * np.pi * TONES / RATE
+        cos = w[:, None] * np.cos(n[:, None] * self.omega[None, :])
+        sin = -w[:, None] * np.sin(n[:, None] * self.omega[None, :])
+        weight = w / self.wsum
+        # A weighted orthonormal polynomial basis: its coefficients' squares sum to its power.
+        t = (n - (WINDOW - 1) / 2) / (WINDOW / 2)
+        v = np.vander(t, _POLY, increasing=True)
+        _, r = np.linalg.qr(np.sqrt(weight)[:, None] * v)
+        poly = weight[:, None] * (v @ np.linalg.inv(r))
+        self.basis = np.hstack([cos, sin, poly]).astype(np.float32)
+        self.weight = weight.astype(np.float32)
+        self.group = group
+        self.tail = np.zeros(0, dtype=np.float32)
+        self.next = 0  # index of the next frame
+
+    @property
+    def due(self) -> int:
+        """Samples needed before the next group of frames is complete."""
+        return (self.next + self.group - 1) * HOP + WINDOW
+
+    def process(self, pieces: list[Array32]) -> tuple[int, Array32, Array32]:
+        """(index of the first new frame, frame products, frame powers) for new samples.
+
+        Frames are computed in groups of `group`, aligned on the first sample: a matrix
+        product's rounding depends on its shape, and this keeps every frame's numbers the
+        same however the stream was cut into blocks."""
+        if self.tail.size:
+            buf = np.concatenate([self.tail, *pieces])
+        else:
+            buf = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        g = self.group
+        count = (buf.size - WINDOW) // HOP + 1 if buf.size >= WINDOW else 0
+        count -= count % g
+        first = self.next
+        if count <= 0:
+            self.tail = buf
+            return first, np.zeros((0, _COLS), np.float32), np.zeros(0, np.float32)
+        step = HOP * 4
+        if count == g:  # the streaming case: one group, one plain product
+            frames = np.ndarray((g, WINDOW), np.float32, buf, 0, (step, 4)).copy()
+            self.tail = buf[count * HOP :]
+            self.next = first + count
+            return first, np.dot(frames, self.basis), np.dot(frames * frames, self.weight)
+        ys, ps = [], []
+        for start in range(0, count, _CHUNK):
+            k = min(_CHUNK, count - start)
+            view = np.ndarray(
+                (k // g, g, WINDOW), np.float32, buf, start * step, (g * step, step, 4)
+            )
+            frames = np.ascontiguousarray(view)
+            ys.append(np.matmul(frames, self.basis).reshape(k, _COLS))
+            ps.append(np.matmul(frames * frames, self.weight).reshape(k))
+        self.tail = buf[count * HOP :]
+        self.next = first + count
+        if len(ys) == 1:
+            return first, ys[0], ps[0]
+        return first, np.concatenate(ys), np.concatenate(ps)
+
+
+class _Tones:
+    """Tone facts from frame products: amplitude, frequency offset, the gate."""
+
+    def __init__(self, bank: Bank, th: Thresholds, dbm0_at_full_scale: float) -> None:
+        self.th = th
+        self.scale = 2.0 / bank.wsum
+        self.rotate = np.exp(-1j * bank.omega * HOP)
+        n = np.arange(WINDOW)
+        self.grid = np.linspace(-100.0, 100.0, 401)
+        w = _window()
+        self.resp = np.abs(np.exp(2j * np.pi * self.grid[:, None] * n / RATE) @ w) / w.sum()
+        self.floor = 10.0 ** ((th.min_level_dbm0 - dbm0_at_full_scale) / 20.0)
+        self.twist = 10.0 ** (np.asarray(th.twist_db) / 20.0)
+        # The gate: necessary conditions, linear in the squared products. A frame passes
+        # only if each tone's offset is within `frame_offset`, so its amplitude correction
+        # is at most 1 / r[k]; that bounds both the levels and the two tones' power.
+        r = np.interp(th.frame_offset * TONES, self.grid, self.resp)
+        c = 2 * th.purity / (self.scale * self.scale)
+        level = (self.floor * r / self.scale) ** 2
+        g = np.zeros((_COLS, 3))
+        g[:4, 0] = g[8:12, 0] = 1 / level[:4]
+        g[4:8, 1] = g[12:16, 1] = 1 / level[4:]
+        g[:8, 2] = g[8:16, 2] = 1 / (c * r * r)
+        g[16:, 2] = 1.0
+        self.gate_matrix = g.astype(np.float32)
+
+    def gate(self, y: Array32, p: Array32) -> NDArray[np.bool_]:
+        t = np.dot(y * y, self.gate_matrix)
+        passes: NDArray[np.bool_] = (t[:, 2] >= p) & (np.minimum(t[:, 0], t[:, 1]) >= 1.0)
+        return passes
+
+    def tone(self, y: Array, prev: Array, k: int) -> tuple[Array, Array]:
+        """Amplitude and relative frequency offset of tone k in frames `y` after `prev`."""
+        x = y[:, k] + 1j * y[:, 8 + k]
+        xp = prev[:, k] + 1j * prev[:, 8 + k]
+        offset_hz = np.angle(x * np.conj(xp) * self.rotate[k]) * (RATE / (2 * np.pi * HOP))
+        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
+        return amp, offset_hz / TONES[k]
+
+    def classify(self, y: Array, prev: Array, p: Array) -> NDArray[np.int64]:
+        """Each frame's digit code (row * 4 + col), or -1 where it fails the thresholds."""
+        idx = np.arange(y.shape[0])
+        mag = y[:, :8] ** 2 + y[:, 8:16] ** 2
+        row = np.argmax(mag[:, :4], axis=1)
+        col = np.argmax(mag[:, 4:], axis=1) + 4
+        facts = []
+        for k in (row, col):
+            x = y[idx, k] + 1j * y[idx, 8 + k]
+            xp = prev[idx, k] + 1j * prev[idx, 8 + k]
+            advance = np.angle(x * np.conj(xp) * self.rotate[k])
+            offset_hz = advance * (RATE / (2 * np.pi * HOP))
+            amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
+            facts.append((amp, np.abs(offset_hz / TONES[k])))
+        (low, off_low), (high, off_high) = facts
+        power = p - np.sum(y[:, 16:] ** 2, axis=1)
+        th = self.th
+        ok = (low >= self.floor) & (high >= self.floor)
+        ok &= 0.5 * (low * low + high * high) >= th.purity * power
+        ok &= (off_low <= th.frame_offset) & (off_high <= th.frame_offset)
+        twist = high / np.maximum(low, 1e-30)
+        ok &= (twist >= self.twist[0]) & (twist <= self.twist[1])
+        return np.where(ok, row * 4 + col - 4, -1)
+
+
+class _Analyser:
+    """Bank + gate + classification: per-frame digit codes with the products behind them."""
+
+    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, group: int = 8) -> None:
+        self.bank = Bank(group)
+        self.tones = _Tones(self.bank, th, dbm0_at_full_scale)
+        self._chunks: list[tuple[int, Array32, Array32]] = []
+        self._start = 0  # the first frame the history must keep
+
+    def analyse(
+        self, pieces: list[Array32], keep_from: int | None
+    ) -> tuple[int, int, NDArray[np.int64] | None]:
+        """(first new frame, frame count, codes) for new samples; codes is None when no
+        frame passes the gate. Products from `keep_from` on (or the last few) are kept."""
+        first, y, p = self.bank.process(pieces)
+        count = y.shape[0]
+        chunks = self._chunks
+        chunks.append((first, y, p))
+        start = first - _HISTORY if keep_from is None else min(keep_from, first - _HISTORY)
+        while len(chunks) > 1 and chunks[1][0] <= start:
+            del chunks[0]
+        self._start = start
+        cand = self.tones.gate(y, p) if count else None
+        if cand is None or not cand.any():
+            return first, count, None
+        h_first, h_y, h_p = self.history()
+        at = np.flatnonzero(cand)
+        rows = at + (first - h_first)
+        prev = np.maximum(rows - 1, 0)
+        codes = np.full(count, -1, dtype=np.int64)
+        y64, yp = h_y[rows].astype(np.float64), h_y[prev].astype(np.float64)
+        codes[at] = self.tones.classify(y64, yp, h_p[rows].astype(np.float64))
+        return first, count, codes
+
+    def history(self) -> tuple[int, Array32, Array32]:
+        """(first frame, products, powers) of the frames kept."""
+        if len(self._chunks) > 1:
+            first, y0, p0 = self._chunks[0]
+            cut = max(0, self._start - first)
+            y = np.concatenate([y0[cut:]] + [c[1] for c in self._chunks[1:]])
+            p = np.concatenate([p0[cut:]] + [c[2] for c in self._chunks[1:]])
+            self._chunks = [(first + cut, y, p)]
+        return self._chunks[0]
+
+
+class _Segmenter:
+    """Turns frame codes into digits: runs of one digit bridged over short dropouts.
+
+    A digit is reported as soon as its tone has fallen below half its plateau (its end is
+    known) and it passes the digit tests; if the same digit comes back within the bridge
+    it is the same key press, a dropout, and it is not reported again."""
+
+    def __init__(self, th: Thresholds, dbm0_at_full_scale: float) -> None:
+        self.th = th
+        self.dbm0_at_full_scale = dbm0_at_full_scale
+        self.code = -1
+        self.first = 0  # first passing frame of the open tone
+        self.last = 0  # last passing frame of the open tone
+        self.passing: list[int] = []
+        self.reported = False
+
+    @property
+    def open_from(self) -> int | None:
+        return self.first - _HISTORY if self.code >= 0 else None
+
+    def step(
+        self, first: int, count: int, codes: NDArray[np.int64] | None, an: _Analyser, read: int
+    ) -> list[Digit]:
+        found: list[Digit] = []
+        bridge = self.th.bridge_frames
+        if codes is not None:
+            for k in np.flatnonzero(codes >= 0).tolist():
+                m, c = first + k, int(codes[k])
+                if self.code == c and m - self.last <= bridge + 1:
+                    if m > self.last + 1:
+                        found += self.report(an, read, m)
+                    self.last = m
+                    self.passing.append(m)
+                    continue
+                if self.code >= 0:
+                    found += self.close(an, read)
+                self.code, self.first, self.last, self.passing = c, m, m, [m]
+                self.reported = False
+        if self.code >= 0:
+            found += self.report(an, read, first + count)
+            if first + count - 1 - self.last > bridge:
+                found += self.close(an, read)
+        return found
+
+    def report(self, an: _Analyser, read: int, before: int) -> list[Digit]:
+        """The open digit, if its tone fell below half before frame `before`."""
+        if self.reported:
+            return []
+        digit = self.judge(an, read, before)
+        self.reported = digit is not None
+        return [digit] if digit is not None else []
+
+    def close(self, an: _Analyser, read: int) -> list[Digit]:
+        found = self.report(an, read, self.last + _EDGE + 2)
+        self.code = -1
+        return found
+
+    def judge(self, an: _Analyser, read: int, before: int) -> Digit | None:
+        """The open tone as a digit, if it has ended before frame `before` and passes."""
+        th = self.th
+        if len(self.passing) < th.min_frames:
+            return None
+        code = self.code
+        row, col = code // 4, 4 + code % 4
+        base, h_y, _ = an.history()
+        y = h_y[: before - base].astype(np.float64)
+        sel = np.asarray(self.passing) - base
+        scale = an.tones.scale
+        track = scale * (np.hypot(y[:, row], y[:, 8 + row]) + np.hypot(y[:, col], y[:, 8 + col]))
+        plateau = float(np.median(track[sel]))
+        fall = _crossing(track, self.last - base, +1, plateau / 2)
+        if fall is None:
+            return None
+        rise = _crossing(track, self.first - base, -1, plateau / 2)
+        if rise is None and base == 0 and self.first <= _EDGE:
+            rise = -(WINDOW - 1) / 2 / HOP  # a tone already on at the first sample
+        if rise is None:
+            if th.min_seconds > 0:
+                return None
+            rise = self.first - base
+        centre = (WINDOW - 1) / 2 / RATE
+        onset = max(0.0, centre + (base + rise) * HOP / RATE)
+        end = centre + (base + fall) * HOP / RATE
+        if end - onset < th.min_seconds:
+            return None
+        prev = np.maximum(sel - 1, 0)
+        low, off_low = an.tones.tone(y[sel], y[prev], row)
+        high, off_high = an.tones.tone(y[sel], y[prev], col)
+        worst = max(abs(float(np.median(off_low))), abs(float(np.median(off_high))))
+        if worst > th.digit_offset:
+            return None
+        low_db = 20 * np.log10(float(np.median(low))) + self.dbm0_at_full_scale
+        high_db = 20 * np.log10(float(np.median(high))) + self.dbm0_at_full_scale
+        return Digit(
+            digit=_DIGITS[code],
+            onset=round(onset, 4),
+            end=round(end, 4),
+            level_dbm0=round((low_db + high_db) / 2, 1),
+            twist_db=round(high_db - low_db, 1),
+            decided=read / RATE,
+        )
+
+
+def _crossing(track: Array, start: int, step: int, half: float) -> float | None:
+    """Fractional frame index where `track` falls below `half`, walking out from `start`
+    (None if it does not within `_EDGE` frames: not the sharp edge of a tone)."""
+    i = start
+    while 0 <= i + step < track.size and track[i + step] >= half:
+        i += step
+        if abs(i - start) > _EDGE:
+            return None
+    j = i + step
+    if not 0 <= j < track.size:
+        return None
+    a, b = float(track[i]), float(track[j])
+    return i + step * ((a - half) / (a - b) if a != b else 0.0)
+
+
+class DtmfReceiver:
+    """Streaming DTMF receiver: feed 8 kHz blocks of any size, get each digit once it ends.
+
+    Frames are analysed in groups of 8 (every 40 ms of input, fewer numpy calls per block).
+    A digit is known once its tone has fallen below half its plateau (~8 ms after it ends),
+    so with blocks of 20 ms or less it is returned at most ~65 ms after the tone ends
+    (`Digit.decided`). A dropout of up to ~15 ms inside a tone is the same key press: it is
+    not reported twice. Feeding a signal in blocks of any size gives exactly what decoding
+    it at once gives (`decode`).
+    """
+
+    def __init__(self, thresholds: Thresholds = STRICT, dbm0_at_full_scale: float = 3.14) -> None:
+        self.thresholds = thresholds
+        self.dbm0_at_full_scale = dbm0_at_full_scale
+        self._an = _Analyser(thresholds, dbm0_at_full_scale)
+        self._seg = _Segmenter(thresholds, dbm0_at_full_scale)
+        self._pending: list[Array32] = []
+        self._read = 0
+        self._due = self._an.bank.due
+
+    def __repr__(self) -> str:
+        return f"DtmfReceiver(read={self._read / RATE:.3f}s, open={self._seg.code >= 0})"
+
+    def feed(self, block: ArrayLike) -> list[Digit]:
+        x = np.asarray(block, dtype=np.float32).ravel()
+        if x.size <= _LARGE:
+            self._pending.append(x)
+            self._read += x.size
+            return self._analyse() if self._read >= self._due else []
+        return [d for i in range(0, x.size, _LARGE) for d in self._take(x[i : i + _LARGE])]
+
+    def _take(self, x: Array32) -> list[Digit]:
+        self._pending.append(x)
+        self._read += x.size
+        if self._read < self._due:
+            return []
+        return self._analyse()
+
+    def flush(self) -> list[Digit]:
+        """Digits still open at the end of the stream (the last frames padded with silence)."""
+        pad = WINDOW + (self.thresholds.bridge_frames + 2 + self._an.bank.group) * HOP
+        self._pending.append(np.zeros(pad, np.float32))
+        found = self._analyse()
+        return found + (self._seg.close(self._an, self._read) if self._seg.code >= 0 else [])
+
+    def _analyse(self) -> list[Digit]:
+        pieces, self._pending = self._pending, []
+        first, count, codes = self._an.analyse(pieces, self._seg.open_from)
+        self._due = self._an.bank.due
+        if codes is None and self._seg.code < 0:
+            return []
+        return self._seg.step(first, count, codes, self._an, self._read)
+
+
+def decode(
+    samples: ArrayLike, thresholds: Thresholds = STRICT, dbm0_at_full_scale: float = 3.14
+) -> list[Digit]:
+    """Every digit in an 8 kHz signal, decoded at once."""
+    rx = DtmfReceiver(thresholds, dbm0_at_full_scale)
+    return rx.feed(samples) + rx.flush()
+
+
+def format_digits(digits: Iterable[Digit]) -> list[str]:
+    """The `appliance dtmf` output: one `DIGIT ONSET_SECONDS` line per digit."""
+    return [f"{d.digit} {d.onset:.4f}" for d in digits]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the recording the masker blanked, in seconds from the first sample."""
+
+    start: float
+    end: float
+
+
+class DtmfMasker:
+    """Blank every DTMF tone in a stream, from its first sample: for recordings (PCI DSS).
+
+    The output is the input delayed by `DELAY` samples (40 ms), with silence wherever the
+    permissive `MASK` operating point sees a tone (two passing frames in a row), widened by
+    `GUARD` on both sides. It reports the blanked spans once they are over, never digits.
+    """
+
+    GUARD = 160
+    """Samples blanked before the first and after the last frame that saw a tone (20 ms)."""
+    DELAY = WINDOW + HOP + GUARD
+    """The look-behind: how late the output is, in samples."""
+
+    def __init__(self, thresholds: Thresholds = MASK, dbm0_at_full_scale: float = 3.14) -> None:
+        self._an = _Analyser(thresholds, dbm0_at_full_scale, group=1)
+        self._delay = np.zeros(self.DELAY)  # input not yet sent out; starts as silence
+        self._sent = -self.DELAY  # absolute index of _delay[0]
+        self._blank: list[list[int]] = []  # open intervals [start, end) in input samples
+        self._last_code = -1
+
+    def __repr__(self) -> str:
+        return f"DtmfMasker(blanking={bool(self._blank)})"
+
+    def feed(self, block: ArrayLike) -> tuple[Array, list[Span]]:
+        """(the next samples out, spans that closed); as many samples out as in."""
+        x = np.asarray(block, dtype=np.float64).ravel()
+        first, count, codes = self._an.analyse([x.astype(np.float32)], None)
+        if codes is not None:
+            prev = np.concatenate(([self._last_code], codes[:-1]))
+            for k in np.flatnonzero((codes >= 0) & (codes == prev)).tolist():
+                m = first + k
+                self._add(max(0, (m - 1) * HOP - self.GUARD), m * HOP + WINDOW + self.GUARD)
+        if count:
+            self._last_code = int(codes[-1]) if codes is not None else -1
+        buf = np.concatenate((self._delay, x))
+        return self._emit(buf, x.size)
+
+    def flush(self) -> tuple[Array, list[Span]]:
+        """The last `DELAY` samples and every span still open."""
+        out, spans = self._emit(self._delay, self._delay.size)
+        return out, spans
+
+    def _add(self, start: int, end: int) -> None:
+        if self._blank and start <= self._blank[-1][1]:
+            self._blank[-1][1] = max(self._blank[-1][1], end)
+        else:
+            self._blank.append([start, end])
+
+    def _emit(self, buf: Array, n: int) -> tuple[Array, list[Span]]:
+        out = buf[:n].copy()
+        lo, hi = self._sent, self._sent + n
+        spans = []
+        for interval in list(self._blank):
+            s, e = max(interval[0], lo), min(interval[1], hi)
+            if s < e:
+                out[s - lo : e - lo] = 0.0
+            if interval[1] <= hi:
+                spans.append(Span(interval[0] / RATE, interval[1] / RATE))
+                self._blank.remove(interval)
+        self._delay = buf[n:]
+        self._sent = hi
+        return out, spans
+
+
+def mask(samples: ArrayLike, dbm0_at_full_scale: float = 3.14) -> tuple[Array, list[Span]]:
+    """A whole signal with its DTMF blanked (aligned with the input) and the spans."""
+    x = np.asarray(samples, dtype=np.float64)
+    m = DtmfMasker(dbm0_at_full_scale=dbm0_at_full_scale)
+    out, spans = m.feed(x)
+    tail, more = m.flush()
+    return np.concatenate((out, tail))[DtmfMasker.DELAY :], spans + more
+
+
+def talk_off(announcement: ArrayLike, dbm0_at_full_scale: float = 3.14) -> list[Digit]:
+    """Digits the strict receiver finds in an announcement on its own: must be none.
+
+    Checked as played and after a µ-law link (the announcement reaches the capture either
+    way); a shipped announcement that returns anything here would answer for the caller."""
+    from appliance.dsp.g711 import ulaw_round_trip
+
+    x = np.asarray(announcement, dtype=np.float64)
+    found = decode(x, STRICT, dbm0_at_full_scale)
+    return found + decode(ulaw_round_trip(x), STRICT, dbm0_at_full_scale)
