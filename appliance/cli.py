@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="read passphrases from stdin, one a line (the new user's first)",
         )
 
+    def add_key_source(sub: argparse.ArgumentParser, required: bool = False) -> None:
+        keys = sub.add_mutually_exclusive_group(required=required)
+        keys.add_argument("--identity", metavar="FILE", help="an age identity file")
+        keys.add_argument("--user", metavar="NAME", help="a user whose passphrase is on stdin")
+        sub.add_argument("--password-stdin", action="store_true", help="with --user")
+
     def add_config_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "-c",
@@ -84,13 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     show = add("config", "print the effective configuration, secrets masked", cmd_config)
     add_config_options(show)
 
+    dtmf = add("dtmf", "the keypad digits in a WAV file: DIGIT ONSET_SECONDS a line", cmd_dtmf)
+    dtmf.add_argument("wav", metavar="FILE.wav", help="PCM16 or µ-law WAV, any rate")
+
     calls = add("calls", "the call records of the catalog", lambda a: 2)
     calls_commands = calls.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
     listing = calls_commands.add_parser("list", help="list calls, newest first")
     listing.set_defaults(handler=cmd_calls_list)
     listing.add_argument("--data", metavar="DIR", required=True, help="the data folder")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
-    listing.add_argument("--identity", metavar="FILE", help="an age identity file: show callers")
+    add_key_source(listing)
+
+    export = add("export", "decrypt one call's recording to a WAV file", cmd_export)
+    export.add_argument("call_id", metavar="CALL_ID")
+    export.add_argument("--out", metavar="FILE.wav", required=True, help="where to write it")
+    export.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    add_key_source(export, required=True)
 
     keys = add("keys", "the appliance's keys", lambda a: 2)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
@@ -165,6 +180,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_line(_load_config(args))
 
 
+def cmd_dtmf(args: argparse.Namespace) -> int:
+    from appliance.dsp.dtmf import decode, format_digits
+    from appliance.dsp.wav import read_line_audio
+
+    for line in format_digits(decode(read_line_audio(args.wav))):
+        print(line)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from appliance.vault.calls import export_call
+
+    identities = _identities(args, "recordings")
+    actor = args.user or "recovery identity"
+    written = export_call(args.data, args.call_id, args.out, identities, actor)
+    print(f"{args.out}: {written} bytes, PCM16 WAV 8 kHz mono")
+    return 0
+
+
 def cmd_keys_init(args: argparse.Namespace) -> int:
     from appliance.vault import keys_cli
 
@@ -229,7 +263,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_calls_list(args: argparse.Namespace) -> int:
     from appliance.vault.calls import list_calls
 
-    rows = list_calls(args.data, _identities(args))
+    rows = list_calls(args.data, _identities(args, "caller data"))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -244,9 +278,22 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _identities(args: argparse.Namespace) -> list[Any]:
-    from appliance.vault import age
+def _identities(args: argparse.Namespace, why: str) -> list[Any]:
+    """Private keys into this process's memory: from --identity, or --user's key slot
+    (audited). None given: an empty list."""
+    from appliance.vault import age, keys
+    from appliance.vault.catalog import Catalog
 
+    if getattr(args, "user", None):
+        _need_stdin(args)
+        unlocked = keys.unlock_with_passphrase(
+            args.data, args.user, sys.stdin.readline().rstrip("\n")
+        )
+        with Catalog.open(args.data, create=False) as catalog:
+            catalog.audit(args.user, "unlock", why, {"via": "command line"})
+        if not unlocked.has_keys:
+            raise ApplianceError(f"{args.user} ({unlocked.role}) holds no key to open {why}")
+        return list(unlocked.device)
     if not getattr(args, "identity", None):
         return []
     try:

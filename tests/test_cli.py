@@ -117,3 +117,31 @@ def test_demo_runs_the_shipped_calls() -> None:
         "OnHook",
     ):
         assert event in done.stdout
+
+
+def test_dtmf_prints_digit_and_onset(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from appliance.dsp.resample import Resampler
+    from appliance.dsp.tones import dtmf
+    from appliance.dsp.wav import encode_wav
+
+    gap = np.zeros(4000)
+    line = np.concatenate(
+        [gap, dtmf("5", 0.08, -10.0, 3.14), gap, dtmf("#", 0.06, -20.0, 3.14), gap]
+    )
+    wav = tmp_path / "digits.wav"
+    wav.write_bytes(encode_wav(Resampler(8000, 44100).process(line), 44100))
+    assert main(["dtmf", str(wav)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["5", "#"]
+    assert abs(float(lines[0].split()[1]) - 0.5) < 0.005
+    assert abs(float(lines[1].split()[1]) - 1.08) < 0.005
+
+
+def test_dtmf_on_a_file_that_is_not_audio(tmp_path, capsys) -> None:
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not a WAV file")
+    assert main(["dtmf", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"appliance: error: {bad}: not a WAV file") and "appliance: hint:" in err

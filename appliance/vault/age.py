@@ -205,8 +205,8 @@ def parse_header(data: bytes) -> Header:
         if not line.startswith(b"-> "):
             raise AgeError("malformed age header line")
         words = line[3:].split(b" ")
-        if not words[0] or any(not w for w in words):
-            raise AgeError("malformed age stanza")
+        if any(not w or min(w) < 0x21 or max(w) > 0x7E for w in words):
+            raise AgeError("malformed age stanza (empty argument or a non-printable character)")
         body, pos = b"", end + 1
         while True:
             end = data.find(b"\n", pos)
@@ -338,33 +338,51 @@ def open_header(data: bytes, identities: Iterable[Identity]) -> Opened:
 
 
 def decrypt_chunks(sealed: bytes, opened: Opened, allow_truncated: bool = False) -> Iterator[bytes]:
-    """The payload's chunks in order. A file cut off without its last chunk raises, or with
-    `allow_truncated` yields the valid prefix and stops (recovery after a power cut)."""
-    index, pos = 0, 0
-    while True:
-        piece = sealed[pos : pos + SEALED_CHUNK]
-        if len(piece) < TAG:
-            if allow_truncated:
-                return
-            raise AgeError("the age file is cut off (no last chunk): it was not finished")
-        full = len(piece) == SEALED_CHUNK and len(sealed) > pos + SEALED_CHUNK
-        if full:
+    """The payload's chunks in order; damage raises at the first damaged chunk.
+
+    Only the last chunk is flagged and may be short, and it may be empty only when the whole
+    payload is. A file cut off without its last chunk raises; with `allow_truncated` (recovery
+    after a power cut) the chunks before the cut are yielded and the torn end (a short piece,
+    or a full one that opens neither as the last nor as a middle chunk) is dropped. Damage
+    before the final piece raises in both modes.
+    """
+    count = max(1, -(-len(sealed) // SEALED_CHUNK))
+    for index in range(count - 1):
+        piece = sealed[index * SEALED_CHUNK : (index + 1) * SEALED_CHUNK]
+        try:
             yield opened.chunk(piece, index, last=False)
-        else:
-            try:
-                yield opened.chunk(piece, index, last=True)
-                if len(sealed) > pos + len(piece):
-                    raise AgeError("data after the last chunk of the age payload")
-                return
-            except AgeError:
-                if not allow_truncated or len(piece) != SEALED_CHUNK:
-                    if allow_truncated:
-                        return
-                    raise
-                yield opened.chunk(piece, index, last=False)  # a full chunk, more were lost
-                return
-        index += 1
-        pos += SEALED_CHUNK
+        except AgeError:
+            if _opens(opened, piece, index, last=True) is not None:
+                raise AgeError("data after the last chunk of the age payload") from None
+            raise
+    index = count - 1
+    piece = sealed[index * SEALED_CHUNK :]
+    final = _opens(opened, piece, index, last=True)
+    if final is not None:
+        if not final and index > 0:
+            raise AgeError("the age payload ends in an empty chunk after a full one")
+        yield final
+        return
+    middle = _opens(opened, piece, index, last=False) if len(piece) == SEALED_CHUNK else None
+    if allow_truncated:
+        if middle is not None:
+            yield middle
+        return
+    if middle is not None or len(piece) < TAG:
+        raise AgeError(
+            "the age file is cut off (no last chunk): it was not finished",
+            hint="a recording cut off by a power cut is recovered at the next start",
+        )
+    raise AgeError(f"chunk {index} of the age payload is damaged or tampered with")
+
+
+def _opens(opened: Opened, piece: bytes, index: int, last: bool) -> bytes | None:
+    if len(piece) < TAG:
+        return None
+    try:
+        return opened.chunk(piece, index, last)
+    except AgeError:
+        return None
 
 
 def encrypt(plaintext: bytes, recipients: Sequence[Recipient]) -> bytes:

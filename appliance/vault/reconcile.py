@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.vault.catalog import Catalog
+from appliance.vault.recording import remove_stale_journals
 
 RECORDINGS = "recordings"
 
@@ -28,6 +29,7 @@ def reconcile(catalog: Catalog, data_dir: str | Path) -> Reconciled:
     folder = Path(data_dir) / RECORDINGS
     folder.mkdir(parents=True, exist_ok=True)
     report = Reconciled()
+    remove_stale_journals(str(folder))  # a cut during close() left a journal beside the .age
     for row in catalog.calls("file IS NOT NULL AND status IN ('finished', 'recording')"):
         if not (Path(data_dir) / row["file"]).exists() and not _partial(folder, row["id"]).exists():
             with catalog.db.atomic():

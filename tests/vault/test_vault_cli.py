@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from appliance.cli import main
@@ -102,3 +103,69 @@ def test_keys_init_then_users_through_the_cli(tmp_path: Path, monkeypatch, capsy
     assert "appliance: error:" in capsys.readouterr().err
     assert main(["audit", "verify", "--data", str(data)]) == 0
     assert "2 entries" in capsys.readouterr().out  # keys.init, user.add
+
+
+def test_export_and_calls_list_with_a_users_passphrase(tmp_path: Path, monkeypatch, capsys) -> None:
+    """From keys init to a WAV: a finished call, an interrupted one recovered on the way,
+    callers opened through a key slot; every unlock and download audited."""
+    import io
+    import wave
+
+    from appliance.dsp.g711 import ulaw_encode
+    from appliance.vault import keys
+    from appliance.vault.reconcile import reconcile
+    from appliance.vault.recording import RecordingWriter
+
+    monkeypatch.setattr(keys, "LOG_N", 10)
+    data = tmp_path / "data"
+    created = keys.init_keys(data)
+    with Catalog.open(data) as catalog:
+        keys.add_user(
+            data, catalog, "ann", "listener", "violet tram under 9 bridges", created.authority
+        )
+        recipients = keys.read_recipients(data)
+        sealer = Sealer(catalog, recipients)
+        folder = data / "recordings"
+        folder.mkdir()
+        tone = np.sin(2 * np.pi * 1004 * np.arange(16000) / 8000) * 0.3
+        with RecordingWriter(str(folder), "c1", recipients) as writer:
+            writer.write(ulaw_encode(tone).tobytes())
+            finished = writer.close()
+        catalog.insert_call(
+            {
+                "id": "c1",
+                "started_at": 1.8e9,
+                "status": "finished",
+                "recorded": 1,
+                "file": "recordings/c1.age",
+                "sha256": finished.sha256_hex,
+                "seal_key": sealer.key_id,
+                "sealed": sealer.seal("c1", {"number": "5551234"}),
+            }
+        )
+        cut = RecordingWriter(str(folder), "c2", recipients)
+        cut.write(ulaw_encode(tone).tobytes())
+        cut.sync()  # then the power goes: no close()
+        reconcile(catalog, data)
+    password = "violet tram under 9 bridges\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(password))
+    out = tmp_path / "c1.wav"
+    base = ["--data", str(data), "--user", "ann", "--password-stdin"]
+    assert main(["export", "c1", "--out", str(out), *base]) == 0
+    with wave.open(str(out)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert wav.getnframes() == 16000
+    monkeypatch.setattr("sys.stdin", io.StringIO(password))
+    assert main(["calls", "list", "--json", *base]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out.split("\n", 1)[1])}
+    assert rows["c1"]["caller_number"] == "5551234"
+    assert rows["c2"]["status"] == "finished"  # recovered during the export
+    monkeypatch.setattr("sys.stdin", io.StringIO("wrong passphrase here\n"))
+    assert main(["export", "c1", "--out", str(tmp_path / "x.wav"), *base]) == 1
+    assert not (tmp_path / "x.wav").exists()
+    with Catalog.open(data) as catalog:
+        actions = [e.action for e in catalog.audit_entries()]
+        catalog.verify_audit()
+    assert (
+        actions.count("unlock") == 2 and "download" in actions and "recording.recovered" in actions
+    )
