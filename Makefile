@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := libasound2-dev alsa-utils age asterisk-core-sounds-en-wav asterisk-moh-opsound-wav
+DEB_PACKAGES := libasound2-dev alsa-utils age espeak-ng asterisk-core-sounds-en-wav \
+	asterisk-moh-opsound-wav
 BENCH_PACKAGES := gcc libspandsp-dev multimon-ng
 # OpenBLAS threads make small matrix work (the echo canceller) ~100x slower on 2 cores.
 export OPENBLAS_NUM_THREADS := 1

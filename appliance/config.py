@@ -54,6 +54,11 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class ConsentConfig:
+    profile: Literal["opt-in", "opt-out", "notice", "beep", "silent"]
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     data_dir: str
 
@@ -63,6 +68,7 @@ class Config:
     board: BoardConfig
     line: LineConfig
     audio: AudioConfig
+    consent: ConsentConfig
     storage: StorageConfig
 
 

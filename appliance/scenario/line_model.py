@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from appliance.board.sim import AudioSpan, LineScript
+from appliance.call.profiles import for_jurisdiction, profile
 from appliance.config import LineConfig
 from appliance.country import RING_CADENCES, Country, Tone, country
 from appliance.dsp import RATE
@@ -168,8 +169,12 @@ def _apply(line: _Line, c: Command) -> None:
     verb = c.verb
     if verb == "country":
         line.place = country(c.args[0])
-    elif verb in ("profile", "jurisdiction", "expect"):
-        pass  # read by call control and by the checks, not by the line
+    elif verb == "profile":
+        profile(c.args[0])  # followed by call control, not by the line
+    elif verb == "jurisdiction":
+        for_jurisdiction(c.args[0])
+    elif verb == "expect":
+        pass  # read by the checks
     elif verb == "line":
         _set_line_kind(line, c)
     elif verb == "wait":
