@@ -43,14 +43,22 @@ def _pcm16(samples: ArrayLike) -> NDArray[np.int64]:
 
 
 def ulaw_encode(samples: ArrayLike) -> NDArray[np.uint8]:
-    """µ-law bytes of float samples (full scale 1.0); louder samples clip (Sun's g711.c)."""
-    pcm = _pcm16(samples) >> 2  # 14-bit, rounded down as the reference coder does
+    """µ-law bytes of float samples (full scale 1.0); louder samples clip (Sun's g711.c).
+    A table of every 16-bit value: the recorder encodes every frame it keeps."""
+    return _LINEAR_TO_ULAW[_pcm16(samples) + 32768]
+
+
+def _ulaw_encode_pcm(pcm16: NDArray[np.int64]) -> NDArray[np.uint8]:
+    pcm = pcm16 >> 2  # 14-bit, rounded down as the reference coder does
     mask = np.where(pcm < 0, 0x7F, 0xFF)
     magnitude = np.minimum(np.abs(pcm), _CLIP) + _BIAS
     segment = np.floor(np.log2(magnitude)).astype(np.int64) - 5
     mantissa = (magnitude >> (segment + 1)) & 0x0F
     code = np.where(segment >= 8, 0x7F, (segment << 4) | mantissa)
     return (code ^ mask).astype(np.uint8)
+
+
+_LINEAR_TO_ULAW = _ulaw_encode_pcm(np.arange(-32768, 32768, dtype=np.int64))
 
 
 def ulaw_decode(codes: ArrayLike) -> NDArray[np.float64]:
