@@ -16,7 +16,6 @@ from typing import Any
 
 from appliance import __version__, config
 from appliance.errors import ApplianceError
-from appliance.events import LineEvent
 
 log = logging.getLogger("appliance")
 
@@ -79,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = add("simulate", "run scenario files through the simulated board", cmd_simulate)
     simulate.add_argument("scenarios", metavar="SCENARIO", nargs="+", help="scenario files")
-    simulate.add_argument("--data", metavar="DIR", help="data folder (used once the recorder runs)")
+    simulate.add_argument(
+        "--data", metavar="DIR", help="data folder (default: a temporary one, with new keys)"
+    )
     simulate.add_argument(
         "--json", action="store_true", help="print the call records as a JSON array"
     )
@@ -175,9 +176,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from appliance.recorder import run_line
+    from appliance.recorder import run
 
-    return run_line(_load_config(args))
+    return run(_load_config(args))
 
 
 def cmd_dtmf(args: argparse.Namespace) -> int:
@@ -304,46 +305,57 @@ def _identities(args: argparse.Namespace, why: str) -> list[Any]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from appliance.recorder.recorder import describe
     from appliance.scenario.simulate import simulate_file
 
-    if args.json:
-        raise ApplianceError(
-            "--json prints call records, and call records come with the recorder",
-            hint="use --events for the line events",
-        )
     cfg = _load_config(args)
 
-    def print_event(event: LineEvent) -> None:
-        print(json.dumps(event.to_json()), flush=True)
+    def print_event(t: float, item: Any) -> None:
+        line = describe(t, item)
+        if line is not None:
+            print(json.dumps(line), flush=True)
 
-    failed = 0
+    failed, records = 0, list[dict[str, Any]]()
     for path in args.scenarios:
-        result = simulate_file(path, cfg, args.realtime, print_event if args.events else None)
+        result = simulate_file(
+            path, cfg, args.realtime, print_event if args.events else None, args.data
+        )
         for failure in result.failures:
             print(f"appliance: error: {failure}", file=sys.stderr)
         failed += bool(result.failures)
-        if not args.events:
+        records += result.calls
+        if not args.events and not args.json:
             verdict = f"{len(result.failures)} expectation(s) failed" if result.failures else "ok"
-            line = f"{result.duration:.1f} s of line, {len(result.events)} line events"
+            line = f"{result.duration:.1f} s of line, {len(result.calls)} calls"
             print(f"{path}: {line}, {verdict}")
+    if args.json:
+        print(json.dumps(records, indent=1))
     return 1 if failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from appliance.scenario.simulate import simulate_file
 
-    cfg = config.load(overrides=["board.kind=sim", f"storage.data_dir={json.dumps(args.data)}"])
+    cfg = config.load(overrides=["board.kind=sim"])
     folder = resources.files("appliance.scenario").joinpath("demo")
     scenarios = sorted(p.name for p in folder.iterdir() if p.name.endswith(".scn"))
-    print("A simulated phone line, played through the appliance's real board and line code.\n")
+    print("A simulated phone line, played through the appliance's real code: board, line,")
+    print(f"DSP, call control and the vault (data folder: {args.data}).\n")
     for name in scenarios:
         with resources.as_file(folder.joinpath(name)) as path:
             print(f"== {_title(Path(path))}")
-            result = simulate_file(path, cfg, args.realtime, _print_readable)
+            result = simulate_file(path, cfg, args.realtime, _print_readable, args.data)
         for failure in result.failures:
             print(f"   !! {failure}")
+        for call in result.calls:
+            seconds = call["audio_seconds"] or 0.0
+            kept = f"{seconds:.1f} s recorded, sealed" if call["recorded"] else "nothing recorded"
+            print(
+                f"   -> call {call['id']}: {call['direction']}, consent {call['consent']}, {kept}"
+            )
         print()
-    print("The recorder and the web page join this demo as they are built.")
+    print("The web page joins this demo when it is built; until then:")
+    print(f"  .venv/bin/appliance calls list --data {args.data}")
     return 0
 
 
@@ -352,7 +364,13 @@ def _title(path: Path) -> str:
     return first.lstrip("# ").strip() if first.startswith("#") else path.stem
 
 
-def _print_readable(event: LineEvent) -> None:
-    data = event.to_json()
-    details = ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("t", "event"))
-    print(f"   {data['t']:8.3f} s  {event.name}" + (f" ({details})" if details else ""), flush=True)
+def _print_readable(t: float, item: Any) -> None:
+    from appliance.recorder.recorder import describe
+
+    line = describe(t, item)
+    if line is None or line.get("action") == "SetLed":
+        return
+    name = line.pop("event", None) or line.pop("action")
+    when = line.pop("t")
+    details = ", ".join(f"{k} {v}" for k, v in line.items())
+    print(f"   {when:8.3f} s  {name}" + (f" ({details})" if details else ""), flush=True)

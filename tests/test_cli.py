@@ -67,9 +67,13 @@ def test_bad_setting_is_error_and_hint(capsys) -> None:
 
 def test_simulate_events_are_json_lines(capsys) -> None:
     assert main(["simulate", "--events", str(SCENARIOS / "rotary_all_digits.scn")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    events = [json.loads(line) for line in lines]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    line_events = {"OffHook", "OnHook", "PulseDigit", "HookFlash"}
+    events = [line for line in lines if line.get("event") in line_events]
+    actions = [line["action"] for line in lines if "action" in line]
+    assert all(("event" in line) != ("action" in line) for line in lines)
     assert [e["event"] for e in events][:2] == ["OffHook", "PulseDigit"]
+    assert "SetLed" in actions and "EndCall" in actions
     assert all(isinstance(e["t"], float | int) for e in events)
     assert "".join(e["digit"] for e in events if e["event"] == "PulseDigit") == "1234567890"
 
@@ -90,8 +94,19 @@ def test_simulate_bad_scenario_is_clear(tmp_path, capsys) -> None:
     assert "bad.scn:2: `power-cut` is not yet supported" in err
 
 
-def test_run_off_a_pi_is_a_clear_error(capsys) -> None:
-    code = main(["run", "-c", str(ROOT / "appliance" / "defaults.toml")])
+def test_run_without_keys_is_a_clear_error(tmp_path, capsys) -> None:
+    defaults = str(ROOT / "appliance" / "defaults.toml")
+    assert main(["run", "-c", defaults, "-o", f'storage.data_dir="{tmp_path}"']) == 1
+    err = capsys.readouterr().err
+    assert "appliance: error: no keys in" in err and "appliance keys init" in err
+
+
+def test_run_off_a_pi_is_a_clear_error(tmp_path, capsys) -> None:
+    from appliance.vault.keys import init_keys
+
+    init_keys(tmp_path)
+    defaults = str(ROOT / "appliance" / "defaults.toml")
+    code = main(["run", "-c", defaults, "-o", f'storage.data_dir="{tmp_path}"'])
     err = capsys.readouterr().err
     assert code == 1
     assert "appliance: error: cannot open the GPIO chip" in err

@@ -1,32 +1,42 @@
-"""The recording process: board -> line -> (DSP -> call control -> vault, as they land).
+"""The recording process, `appliance run`: the configured board through the `Recorder`.
 
-For now it opens the configured board and logs the line events; call control, the
-recorder's actions and the vault join here as their issues land.
+At start-up the catalog and the recordings folder are reconciled (interrupted recordings
+marked for recovery); then frames are processed until SIGTERM, which finalises the
+recording in progress. The recorder holds public keys only: it records unattended after
+a reboot, and a stolen box holds nothing that opens a recording.
 """
 
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 from appliance.board.pins import load_pin_map
 from appliance.config import Config
-from appliance.errors import ConfigError
-from appliance.line import LineMonitor
-from appliance.line.timing import LineTiming
+from appliance.errors import ConfigError, VaultError
+from appliance.vault import keys
+from appliance.vault.catalog import Catalog
+from appliance.vault.reconcile import reconcile
 
 log = logging.getLogger("appliance.recorder")
 
 
-def run_line(config: Config) -> int:
+def run(config: Config) -> int:
     if config.board.kind != "real":
         raise ConfigError(
             "board.kind=sim needs a scenario to drive it",
             hint="use `appliance simulate SCENARIO` or `appliance demo`",
         )
+    data = Path(config.storage.data_dir)
+    if not (data / keys.KEYS / keys.RECIPIENTS).exists():
+        raise VaultError(
+            f"no keys in {data}: the recorder has nothing to seal recordings to",
+            hint=f"run `appliance keys init --data {data}` first",
+        )
     from appliance.board.real import RealBoard
+    from appliance.recorder.recorder import Recorder
 
-    timing = LineTiming.from_config(config.line)
     board = RealBoard(load_pin_map(config.board.pin_map or None), config.audio)
     stop = threading.Event()
 
@@ -34,12 +44,15 @@ def run_line(config: Config) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
-    log.info("recorder running on the %s board", board.name)
-    monitor = LineMonitor(timing, board.initial_levels())
+    log.info(
+        "recorder running on the %s board, consent profile %s", board.name, config.consent.profile
+    )
     try:
-        while not stop.is_set() and (frame := board.read()) is not None:
-            for event in monitor.step(frame.edges, frame.end):
-                log.info("line: %s", event.to_json())
+        with Catalog.open(data) as catalog:
+            report = reconcile(catalog, data)
+            if report.interrupted:
+                log.info("%d interrupted recording(s) await recovery", len(report.interrupted))
+            Recorder(config, board, catalog, keys.read_recipients(data)).run(stop.is_set)
     finally:
         board.close()
     return 0

@@ -9,6 +9,7 @@ expect no HookFlash
 """
 
 import re
+from typing import Any
 
 from appliance.events import LineEvent
 from appliance.scenario.parse import Command, Scenario
@@ -17,19 +18,35 @@ _ITEM = re.compile(r"^(\w+)(?:\((.*)\))?$")
 LEFT_OUT = {"RingBurstEnded"}
 
 
-def check_expectations(scenario: Scenario, events: list[LineEvent]) -> list[str]:
+def check_expectations(
+    scenario: Scenario, events: list[LineEvent], calls: list[dict[str, Any]] | None = None
+) -> list[str]:
     failures = []
     for command in scenario.commands:
         if command.verb != "expect":
             continue
-        problem = _check(command, events)
+        problem = _check(command, events, calls or [])
         if problem:
             failures.append(f"{command.where()}: {problem}")
     return failures
 
 
-def _check(command: Command, events: list[LineEvent]) -> str | None:
+def _check(command: Command, events: list[LineEvent], calls: list[dict[str, Any]]) -> str | None:
     kind, items = command.args[0], command.args[1:]
+    if kind == "calls":
+        count = int(command.number(1, "the number of calls", 0, 10_000))
+        return None if len(calls) == count else f"expected {count} calls; got {len(calls)}"
+    if kind == "call":
+        index = int(command.number(1, "the call's number", 1, 10_000))
+        if index > len(calls):
+            return f"expected a call {index}; got {len(calls)} calls"
+        call = calls[index - 1]
+        wrong = [
+            f"{key}={_text(call.get(key))}"
+            for key, (op, value) in _fields(command, " ".join(items[1:])).items()
+            if not _field_matches(call.get(key), op, value)
+        ]
+        return f"call {index}: {', '.join(wrong)}" if wrong else None
     if kind == "events":
         seen = [e for e in events if e.name not in LEFT_OUT]
         wanted = [_parse_item(command, item) for item in items]
@@ -48,7 +65,7 @@ def _check(command: Command, events: list[LineEvent]) -> str | None:
             else None
         )
     raise command.error(
-        f"`expect {kind}` is not yet supported", hint="expect events ..., expect no ..."
+        f"`expect {kind}` is not known", hint="expect events | no | calls | call N ..."
     )
 
 
@@ -60,19 +77,24 @@ def _parse_item(command: Command, item: str) -> Wanted:
     match = _ITEM.match(item)
     if not match:
         raise command.error(f"cannot read expected event {item!r}", hint="Name or Name(key=value)")
+    return match.group(1), _fields(command, match.group(2) or "")
+
+
+def _fields(command: Command, text: str) -> dict[str, tuple[str, str]]:
+    """`key=value,key~number` (commas or spaces between) as {key: (operator, value)}."""
     fields = {}
-    for pair in filter(None, (match.group(2) or "").split(",")):
+    for pair in filter(None, text.replace(" ", ",").split(",")):
         op = "~" if "~" in pair else "="
         key, sep, value = pair.partition(op)
         if not sep:
-            raise command.error(f"{pair!r} in {item!r} is neither key=value nor key~number")
+            raise command.error(f"{pair!r} is neither key=value nor key~number")
         if op == "~":
             try:
-                float(value)
+                [float(v) for v in value.split(":")]
             except ValueError:
                 raise command.error(f"{pair!r}: `~` compares numbers") from None
         fields[key.strip()] = (op, value.strip())
-    return match.group(1), fields
+    return fields
 
 
 def _matches(event: LineEvent, wanted: Wanted) -> bool:
@@ -86,7 +108,9 @@ def _matches(event: LineEvent, wanted: Wanted) -> bool:
 def _field_matches(actual: object, op: str, value: str) -> bool:
     if op == "=":
         return _text(actual) == value
-    return isinstance(actual, int | float) and abs(float(actual) - float(value)) <= APPROX
+    target, _, tolerance = value.partition(":")
+    within = float(tolerance) if tolerance else APPROX
+    return isinstance(actual, int | float) and abs(float(actual) - float(target)) <= within
 
 
 def _text(value: object) -> str:

@@ -57,6 +57,7 @@ class _Line:
     battery: bool = True
     normal_polarity: bool = True
     tone: tuple[Tone, float] | None = None  # what the exchange sends, since when
+    rang: bool = False  # a call is waiting to be answered (or was, until on-hook)
     levels: dict[str, bool] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
     audio: list[AudioSpan] = field(default_factory=list)
@@ -96,16 +97,11 @@ class _Line:
         """Time passes; the exchange's tone, if any, plays on."""
         if seconds <= 0:
             return
-        if self.tone is not None:
+        if self.tone is not None:  # rendered from its start, so its cadence runs on
             tone, since = self.tone
-            span = cadenced(
-                tone.freqs,
-                _phase_cadence(tone.cadence, self.t - since),
-                seconds,
-                TONE_DBM0,
-                self.dbm0_fs,
-            )
-            self.add_audio(self.t, span)
+            skip, n = round((self.t - since) * RATE), round(seconds * RATE)
+            whole = cadenced(tone.freqs, tone.cadence, (skip + n) / RATE, TONE_DBM0, self.dbm0_fs)
+            self.add_audio(self.t, whole[skip : skip + n])
         self.t += seconds
 
     def add_audio(self, t: float, samples: NDArray[np.float64]) -> None:
@@ -129,19 +125,6 @@ class _Line:
                 self.set(self.t + float(steps[i]), name, bool(level[i]))
         self.t += seconds
         self.settle(self.t)
-
-
-def _phase_cadence(cadence: tuple[float, ...], offset: float) -> tuple[float, ...]:
-    """The cadence as seen from `offset` seconds into it (a tone already under way)."""
-    if not cadence:
-        return cadence
-    offset %= sum(cadence)
-    for i, step in enumerate(cadence):
-        if offset < step:
-            rest = (step - offset, *cadence[i + 1 :], *cadence[:i])
-            return rest if i % 2 == 0 else (0.0, *rest)
-        offset -= step
-    return cadence
 
 
 def compile_scenario(scenario: Scenario, line_config: LineConfig, seed: int = 1) -> LineScript:
@@ -186,13 +169,13 @@ def _apply(line: _Line, c: Command) -> None:
             raise c.error("the handset is already off-hook")
         line.off_hook = True
         line.settle(line.t, bounce=True)
-        if line.tone is None:
+        if not line.rang:  # picking up to call out: the exchange gives dial tone
             line.tone = (line.place.dial, line.t)
         line.advance(0.1)
     elif verb == "onhook":
         if not line.off_hook:
             raise c.error("the handset is already on-hook")
-        line.off_hook, line.tone = False, None
+        line.off_hook, line.tone, line.rang = False, None, False
         line.settle(line.t, bounce=True)
         line.advance(0.1)
     elif verb == "flash":
@@ -217,6 +200,14 @@ def _apply(line: _Line, c: Command) -> None:
         _button(line, c)
     elif verb == "far-hangup":
         _far_hangup(line, c)
+    elif verb in ("fax", "modem"):
+        seconds = c.number(0, "seconds", 0.5, 600) if c.args else 8.0
+        if verb == "fax":  # a calling fax: CNG, 1100 Hz, 0.5 s on, 3 s off
+            sound = cadenced((1100.0,), (0.5, 3.0), seconds, -12.0, line.dbm0_fs)
+        else:  # an answering modem: ANS, 2100 Hz, continuous
+            sound = cadenced((2100.0,), (), seconds, -12.0, line.dbm0_fs)
+        line.add_audio(line.t, sound)
+        line.advance(seconds)
     elif verb == "polarity-reversal":
         _reverse_polarity(line)
         line.advance(0.1)
@@ -248,6 +239,7 @@ def _ring(line: _Line, c: Command) -> None:
     if len(c.args) > 1:
         raise c.error("`ring N callerid ...` is not yet supported: caller ID has its own issue")
     cycles = int(c.number(0, "the number of rings", 1, 100))
+    line.rang = True
     cadence = RING_CADENCES[line.place.ring_cadence]
     elements = list(cadence) * cycles
     elements.pop()  # end on the last burst: the next command happens in its silence

@@ -1,69 +1,139 @@
-"""Run scenarios through the simulated board and the production line layer.
+"""Run scenarios through the simulated board and the production recorder.
 
 The scenario becomes physical signals (`line_model`), the `SimBoard` turns them into
 pin-level GPIO callbacks and audio frames, and from there on everything is the code the
-appliance runs on a Pi. `expect` lines are checked against what came out.
+appliance runs on a Pi: the line layer, the DSP, the call machine, the vault. `expect`
+lines are checked against the line events and the call records that came out.
 """
 
+import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.board.pins import load_pin_map
 from appliance.board.sim import SimBoard
+from appliance.call.profiles import for_jurisdiction
 from appliance.clock import MonotonicClock
 from appliance.config import Config
 from appliance.events import LineEvent
-from appliance.line import LineMonitor
-from appliance.line.timing import LineTiming
+from appliance.recorder.recorder import Recorder
 from appliance.scenario.expect import check_expectations
 from appliance.scenario.line_model import compile_scenario
 from appliance.scenario.parse import Scenario, parse_file
+from appliance.vault import age, keys
+from appliance.vault.calls import list_calls
+from appliance.vault.catalog import Catalog
+from appliance.vault.reconcile import reconcile
+
+RECORD_FIELDS = (
+    "id",
+    "direction",
+    "started_at",
+    "ended_at",
+    "caller_number",
+    "caller_name",
+    "dialed",
+    "profile",
+    "consent",
+    "recorded",
+    "audio_seconds",
+    "muted_spans",
+    "masked_spans",
+    "reason",
+)
 
 
 @dataclass(frozen=True)
 class Simulation:
     source: str
     events: tuple[LineEvent, ...]
+    calls: tuple[dict[str, Any], ...]
     failures: tuple[str, ...]
     duration: float
+    data_dir: str
 
 
 def simulate_file(
     path: str | Path,
     config: Config,
     realtime: bool = False,
-    on_event: Callable[[LineEvent], None] | None = None,
+    on_output: Callable[[float, Any], None] | None = None,
+    data_dir: str | Path | None = None,
 ) -> Simulation:
-    return simulate(parse_file(path), config, realtime, on_event)
+    return simulate(parse_file(path), config, realtime, on_output, data_dir)
 
 
 def simulate(
     scenario: Scenario,
     config: Config,
     realtime: bool = False,
-    on_event: Callable[[LineEvent], None] | None = None,
+    on_output: Callable[[float, Any], None] | None = None,
+    data_dir: str | Path | None = None,
 ) -> Simulation:
-    line_config = config.line
-    for command in scenario.commands:  # the scenario's country is the appliance's too
+    if data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="appliance-sim-") as folder:
+            return _simulate(scenario, config, realtime, on_output, Path(folder))
+    return _simulate(scenario, config, realtime, on_output, Path(data_dir))
+
+
+def scenario_config(scenario: Scenario, config: Config, data_dir: Path) -> Config:
+    """The appliance's config as the scenario sets it: country, consent profile, data folder."""
+    line, consent = config.line, config.consent
+    for command in scenario.commands:
         if command.verb == "country":
-            line_config = type(line_config)(**{**vars(line_config), "country": command.args[0]})
-    script = compile_scenario(scenario, line_config)
+            line = dataclasses.replace(line, country=command.args[0])
+        elif command.verb == "profile":
+            consent = dataclasses.replace(consent, profile=command.args[0])  # type: ignore[arg-type]
+        elif command.verb == "jurisdiction":
+            consent = dataclasses.replace(consent, profile=for_jurisdiction(command.args[0]).name)
+    storage = dataclasses.replace(config.storage, data_dir=str(data_dir))
+    return dataclasses.replace(config, line=line, consent=consent, storage=storage)
+
+
+def _simulate(
+    scenario: Scenario,
+    config: Config,
+    realtime: bool,
+    on_output: Callable[[float, Any], None] | None,
+    data_dir: Path,
+) -> Simulation:
+    config = scenario_config(scenario, config, data_dir)
+    identities: list[age.Identity] = []
+    if not (data_dir / keys.KEYS / keys.RECIPIENTS).exists():
+        made = keys.init_keys(data_dir)  # throwaway keys for a simulated box
+        identities = [made.recovery_identity] if made.recovery_identity else []
+    script = compile_scenario(scenario, config.line)
     board = SimBoard(script, load_pin_map(config.board.pin_map or None))
-    monitor = LineMonitor(LineTiming.from_config(line_config), board.initial_levels())
     events: list[LineEvent] = []
+
+    def output(t: float, item: Any) -> None:
+        if isinstance(item, LineEvent):
+            events.append(item)
+        if on_output is not None:
+            on_output(t, item)
+
     wall = MonotonicClock()
     started = wall.now()
-    try:
-        while (frame := board.read()) is not None:
-            if realtime:
-                time.sleep(max(0.0, started + frame.end - wall.now()))
-            for event in monitor.step(frame.edges, frame.end):
-                events.append(event)
-                if on_event is not None:
-                    on_event(event)
-    finally:
-        board.close()
-    failures = check_expectations(scenario, events)
-    return Simulation(scenario.source, tuple(events), tuple(failures), script.duration)
+    with Catalog.open(data_dir) as catalog:
+        reconcile(catalog, data_dir)
+        recorder = Recorder(config, board, catalog, keys.read_recipients(data_dir), output)
+        try:
+            while (frame := board.read()) is not None:
+                if realtime:
+                    time.sleep(max(0.0, started + frame.end - wall.now()))
+                recorder.process(frame)
+        finally:
+            recorder.close()
+            board.close()
+    calls = tuple(
+        {key: bool(row[key]) if key == "recorded" else row.get(key) for key in RECORD_FIELDS}
+        for row in reversed(list_calls(data_dir, identities))
+    )
+    failures = check_expectations(scenario, events, list(calls))
+    return Simulation(
+        scenario.source, tuple(events), calls, tuple(failures), script.duration, str(data_dir)
+    )

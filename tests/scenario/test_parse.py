@@ -22,7 +22,6 @@ def test_comments_quotes_and_case() -> None:
         ("hop 3", "<scenario>:1: unknown verb `hop`"),
         ("wait", "`wait` takes 1 to 1 arguments, not 0"),
         ("power-cut", "`power-cut` is not yet supported"),
-        ("fax", "`fax` is not yet supported"),
         ('say "unterminated', "No closing quotation"),
     ],
 )

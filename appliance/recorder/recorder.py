@@ -1,0 +1,395 @@
+"""The recorder: one board's frames through the whole path of a call, one way.
+
+    board frame -> line events ----------------------------------------\\
+                -> echo canceller -> strict DTMF (consent, dialing, *9)  -> call machine
+                                  -> call-progress tones, speech         /      |
+                -> DTMF masker -> held in memory / written sealed  <----- actions
+
+Each frame: the line layer and the DSP turn the frame into events, the call machine
+turns events into actions, and the actions are carried out here: the announcement or the
+beep queued for playback (played back into the line on the board's clock, and fed to the
+echo canceller as its reference), audio held in memory until consent, then written
+through the vault, LEDs set, the call's record stored. The recorder holds public keys
+only. Keypad digits go to the call machine only while it asks for consent or an outgoing
+call is being dialed; during the call only the withdrawal sequence is ever passed on, and
+no digit after consent reaches a log, an event or a record.
+"""
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from appliance.board import Board, Frame
+from appliance.call import machine as m
+from appliance.call.announce import (
+    NOMINAL_DBM0_AT_FULL_SCALE,
+    announcement_sha256,
+    load_announcement,
+)
+from appliance.call.profiles import profile
+from appliance.config import Config
+from appliance.country import country
+from appliance.dsp import RATE
+from appliance.dsp.dtmf import STRICT, DtmfMasker, DtmfReceiver
+from appliance.dsp.echo import EchoCanceller
+from appliance.dsp.g711 import ulaw_encode
+from appliance.dsp.progress import ProgressDetector
+from appliance.dsp.tones import tone
+from appliance.events import LineEvent
+from appliance.line import LineMonitor
+from appliance.line.timing import LineTiming
+from appliance.vault import age
+from appliance.vault.calls import store_finished
+from appliance.vault.catalog import Catalog
+from appliance.vault.reconcile import RECORDINGS
+from appliance.vault.recording import DiskFullError, RecordingWriter
+from appliance.vault.seal import Sealer
+
+log = logging.getLogger("appliance.recorder")
+
+BEEP_HZ = 1400.0
+BEEP_SECONDS = 0.5
+BEEP_DBM0 = -15.0
+WITHDRAW = ("*", "9")
+WITHDRAW_WITHIN = 3.0  # seconds between the two keys
+ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
+
+
+@dataclass
+class _Recording:
+    call_id: str
+    writer: RecordingWriter
+    start: float  # board time of the recording's first sample
+    written: int = 0
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: Config,
+        board: Board,
+        catalog: Catalog,
+        recipients: Sequence[age.Recipient],
+        on_output: Callable[[float, Any], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.board = board
+        self.catalog = catalog
+        self.recipients = list(recipients)
+        self.folder = Path(config.storage.data_dir) / RECORDINGS
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fs = config.line.dbm0_at_full_scale
+        self.rules = m.Rules(profile(config.consent.profile))
+        self.monitor = LineMonitor(LineTiming.from_config(config.line), board.initial_levels())
+        self.echo = EchoCanceller()
+        self.receiver = DtmfReceiver(STRICT, self.fs)
+        self.masker = DtmfMasker(dbm0_at_full_scale=self.fs)
+        self.progress = ProgressDetector(country(config.line.country), self.fs)
+        self.sealer = Sealer(catalog, self.recipients)
+        self.on_output = on_output
+        self._wall0 = wall_clock()
+        self._calls = 0
+        self.state, actions = m.initial(self.monitor.off_hook)
+        self._queue: deque[NDArray[np.float64]] = deque()  # to play, block by block
+        self._reference = np.zeros(0)  # what the board plays during the next frame
+        self._announcement: str | None = None  # its SHA-256, while one is playing
+        self._announced: str | None = None
+        self._held: list[NDArray[np.float64]] | None = None
+        self._held_from = 0.0
+        self._recording: _Recording | None = None
+        self._finished: dict[str, Any] = {}
+        self._muted = self._paused = False
+        self._masked: list[tuple[float, float]] = []
+        self._withdraw_last: tuple[str, float] | None = None
+        # Board time of the masker's next output sample: it runs DELAY samples behind.
+        self._masked_at = -DtmfMasker.DELAY / RATE
+        self._echo_until = 0.0  # the echo canceller runs while playing and a little after
+        self._act(actions, 0.0)
+
+    # -- one frame ------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> None:
+        now = frame.end
+        reference = self._take_reference(frame.audio.size)
+        if reference.any():
+            self._echo_until = now + ECHO_TAIL
+        residual = frame.audio
+        if now <= self._echo_until:
+            residual = self.echo.process(frame.audio, reference)
+        events: list[Any] = list(self.monitor.step(frame.edges, now))
+        events += self._digits(self.receiver.feed(residual))
+        events += self.progress.feed(residual)
+        if self._announcement is not None and not self._queue and not reference.any():
+            events.append(m.PlaybackFinished(now))
+            self._announcement = None
+        masked, spans = self.masker.feed(frame.audio)
+        self._store_audio(masked, [(s.start, s.end) for s in spans])
+        for event in sorted(events, key=lambda e: e.t):
+            self._emit(event.t, event)
+            self.state, actions = m.step(self.state, event, now, self.rules)
+            self._act(actions, now)
+        self.state, actions = m.step(self.state, m.Tick(now), now, self.rules)
+        self._act(actions, now)
+        self._queue_playback(frame.audio.size)
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        while not should_stop() and (frame := self.board.read()) is not None:
+            self.process(frame)
+        self.close()
+
+    def close(self) -> None:
+        """Finish what is open: a recording in progress is finalised, never lost."""
+        if self._recording is not None:
+            self._stop_recording(True, "the recorder stopped", self.masker_time())
+        self.catalog.publish_status("recorder", {"state": "stopped"})
+
+    def masker_time(self) -> float:
+        return self._masked_at
+
+    # -- digits: consent, dialing, the withdrawal sequence -- and nothing else ------------
+
+    def _digits(self, digits: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
+        for d in digits:
+            if self.state.wants_consent_digits:
+                out.append(m.ConsentDigit(d.onset, d.digit, d.level_dbm0))
+            elif self.state.wants_dialed_digits:
+                out.append(m.DialedDigit(d.onset, d.digit))
+            elif self.state.phase is m.Phase.RECORDING and d.digit in WITHDRAW:
+                last, self._withdraw_last = self._withdraw_last, (d.digit, d.onset)
+                if (
+                    last is not None
+                    and (last[0], d.digit) == WITHDRAW
+                    and d.onset - last[1] <= WITHDRAW_WITHIN
+                ):
+                    out.append(m.WithdrawalDetected(d.onset))
+                    self._withdraw_last = None
+        return out
+
+    # -- playback --------------------------------------------------------------------------
+
+    def _take_reference(self, n: int) -> NDArray[np.float64]:
+        reference = self._reference
+        if reference.size != n:
+            reference = np.resize(np.concatenate((reference, np.zeros(n))), n)
+        return reference
+
+    def _queue_playback(self, n: int) -> None:
+        block = np.zeros(n)
+        filled = 0
+        while filled < n and self._queue:
+            chunk = self._queue[0]
+            take = min(n - filled, chunk.size)
+            block[filled : filled + take] = chunk[:take]
+            filled += take
+            if take == chunk.size:
+                self._queue.popleft()
+            else:
+                self._queue[0] = chunk[take:]
+        self._reference = block
+        if filled:
+            self.board.play(block)
+
+    def _play(self, samples: NDArray[np.float64]) -> None:
+        self._queue.append(samples * 10 ** ((NOMINAL_DBM0_AT_FULL_SCALE - self.fs) / 20))
+
+    # -- audio to memory or to the vault ---------------------------------------------------
+
+    def _store_audio(self, masked: NDArray[np.float64], spans: list[tuple[float, float]]) -> None:
+        self._masked_at += masked.size / RATE
+        self._masked += spans
+        if self._held is not None:
+            self._held.append(masked)
+        if self._recording is None or self._paused:
+            return
+        self._write(np.zeros(masked.size) if self._muted else masked)
+
+    def _write(self, block: NDArray[np.float64]) -> None:
+        recording = self._recording
+        assert recording is not None
+        try:
+            recording.writer.write(ulaw_encode(block).tobytes())
+            recording.written += block.size
+        except DiskFullError as exc:
+            log.error("call %s: %s", recording.call_id, exc)
+            self.catalog.update_call(recording.call_id, {"reason": "disk full: recording stopped"})
+            self._recording = None
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _act(self, actions: Sequence[m.Action], now: float) -> None:
+        for action in actions:
+            self._emit(now, action)
+            if isinstance(action, m.PlayAnnouncement):
+                samples = load_announcement(action.profile)
+                self._announcement = self._announced = announcement_sha256(samples)
+                self._play(samples)
+            elif isinstance(action, m.PlayBeep):
+                self._play(tone((BEEP_HZ,), BEEP_SECONDS, (BEEP_DBM0,), NOMINAL_DBM0_AT_FULL_SCALE))
+            elif isinstance(action, m.StopPlayback):
+                self._queue.clear()
+                self._announcement = None
+            elif isinstance(action, m.HoldAudio):
+                self._held, self._held_from = [], self._masked_at
+            elif isinstance(action, m.DropHeldAudio):
+                self._held = None
+            elif isinstance(action, m.StartRecording):
+                self._start_recording(action.include_held, now)
+            elif isinstance(action, m.MuteRecording | m.UnmuteRecording):
+                self._muted = isinstance(action, m.MuteRecording)
+            elif isinstance(action, m.PauseRecording | m.ResumeRecording):
+                self._paused = isinstance(action, m.PauseRecording)
+            elif isinstance(action, m.StopRecording):
+                self._stop_recording(action.keep, action.reason, now)
+            elif isinstance(action, m.SetLed):
+                self.board.set_led(action.led, action.mode != "off")
+            elif isinstance(action, m.Note):
+                log.info("%s", action.text)
+            elif isinstance(action, m.EndCall):
+                self._end_call(action.record)
+
+    def _new_call_id(self, t: float) -> str:
+        self._calls += 1
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self._wall0 + t))
+        return f"{stamp}-{self._calls:04d}"
+
+    def _start_recording(self, include_held: bool, now: float) -> None:
+        call = self.state.call
+        started = call.started_at if call else now
+        call_id = self._new_call_id(started)
+        writer = RecordingWriter(str(self.folder), call_id, self.recipients)
+        self.catalog.insert_call(
+            {
+                "id": call_id,
+                "started_at": self._wall0 + started,
+                "status": "recording",
+                "recorded": 1,
+                "file": f"{RECORDINGS}/{call_id}.age",
+            }
+        )
+        self._recording = _Recording(
+            call_id, writer, self._held_from if include_held else self._masked_at
+        )
+        if include_held and self._held:
+            for block in self._held:
+                self._write(block)
+        self._held = None
+        self._muted = self._paused = False
+        self._masked = []
+
+    def _stop_recording(self, keep: bool, reason: str, now: float) -> None:
+        recording, self._recording = self._recording, None
+        if recording is None:
+            return
+        if keep:
+            finished = recording.writer.close()
+            store_finished(self.catalog, recording.call_id, finished)
+            self._finished = {
+                "id": recording.call_id,
+                "audio_seconds": finished.audio_seconds,
+                "start": recording.start,
+            }
+        else:
+            recording.writer.discard()
+            with self.catalog.db.atomic():
+                self.catalog.update_call(
+                    recording.call_id,
+                    {
+                        "status": "discarded",
+                        "recorded": 0,
+                        "file": None,
+                        "reason": reason,
+                    },
+                )
+                self.catalog.audit(
+                    "recorder", "recording.discard", recording.call_id, {"reason": reason}
+                )
+            self._finished = {
+                "id": recording.call_id,
+                "audio_seconds": 0.0,
+                "start": recording.start,
+            }
+
+    def _end_call(self, record: m.CallRecord) -> None:
+        if self._recording is not None:  # the machine ended the call while recording
+            self._stop_recording(True, record.reason, record.ended_at or 0.0)
+        done, self._finished = self._finished, {}
+        call_id = done.get("id") or self._new_call_id(record.started_at)
+        start = done.get("start", 0.0)
+
+        def relative(spans: Sequence[tuple[float, float]]) -> str:
+            inside = [(round(a - start, 3), round(b - start, 3)) for a, b in spans if b > start]
+            return "[" + ", ".join(f"[{a}, {b}]" for a, b in inside) + "]"
+
+        fields = {
+            "direction": record.direction,
+            "started_at": self._wall0 + record.started_at,
+            "ended_at": self._wall0 + (record.ended_at or record.started_at),
+            "profile": record.profile,
+            "consent": record.consent,
+            "recorded": int(done.get("audio_seconds", 0.0) > 0),
+            "audio_seconds": done.get("audio_seconds", 0.0),
+            "muted_spans": relative(record.muted_spans) if done else "[]",
+            "masked_spans": relative(self._masked) if done else "[]",
+            "reason": record.reason,
+            "clock_synced": 0,
+            "seal_key": self.sealer.key_id,
+            "sealed": self.sealer.seal(call_id, {"dialed": record.dialed} if record.dialed else {}),
+        }
+        with self.catalog.db.atomic():
+            if self.catalog.call(call_id) is None:
+                self.catalog.insert_call({"id": call_id, "status": "not-recorded", **fields})
+            else:
+                self.catalog.update_call(call_id, fields)
+            if record.announced_at is not None:
+                self.catalog.db.table("receipts").upsert(
+                    {
+                        "call_id": call_id,
+                        "profile": record.profile,
+                        "announcement_sha256": self._announced,
+                        "played_at": self._wall0 + record.announced_at,
+                        "decided_at": None
+                        if record.decided_at is None
+                        else self._wall0 + record.decided_at,
+                        "outcome": record.consent,
+                        "digit": record.digit,
+                        "level_dbm0": record.level_dbm0,
+                        "likely_local": None
+                        if record.likely_local is None
+                        else int(record.likely_local),
+                    },
+                    pk="call_id",
+                )
+        self._masked = []
+        log.info("call %s ended: %s, consent %s", call_id, record.direction, record.consent)
+
+    def _emit(self, t: float, item: Any) -> None:
+        if self.on_output is not None and not isinstance(item, m.Tick):
+            self.on_output(t, item)
+
+
+def describe(t: float, item: Any) -> dict[str, Any] | None:
+    """An event or an action as a JSON-able line for `simulate --events`: never a digit
+    after consent, never a caller's or a dialed number."""
+    if isinstance(item, LineEvent):
+        return item.to_json()
+    name = type(item).__name__
+    if isinstance(item, m.DialedDigit | m.ConsentDigit | m.WithdrawalDetected | m.PlaybackFinished):
+        return None  # digits stay inside; the machine's actions say what came of them
+    out: dict[str, Any] = {"t": round(t, 4)}
+    if isinstance(item, m.EndCall):
+        out |= {"action": name, "consent": item.record.consent, "recorded": item.record.recorded}
+        return out
+    key = "action" if isinstance(item, m.Action) else "event"
+    out[key] = name
+    for field_name, value in vars(item).items():
+        if field_name != "t":
+            out[field_name] = value
+    return out

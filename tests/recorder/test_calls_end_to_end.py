@@ -1,0 +1,103 @@
+"""Whole calls through the simulated board, the production recorder and the vault; the
+recordings opened with the owner's key and checked as audio."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.call.announce import load_announcement
+from appliance.config import Config
+from appliance.dsp.dtmf import decode
+from appliance.dsp.g711 import ulaw_decode
+from appliance.recorder.recorder import describe
+from appliance.scenario.parse import parse
+from appliance.scenario.simulate import simulate
+from appliance.vault import keys
+from appliance.vault.recording import RecordingReader
+
+CARD = "4111111111111111"
+
+
+@pytest.fixture
+def box(tmp_path: Path):
+    made = keys.init_keys(tmp_path)
+    return tmp_path, made.recovery_identity
+
+
+def run(text: str, cfg: Config, data: Path, caplog=None):
+    lines: list[str] = []
+
+    def output(t, item):
+        line = describe(t, item)
+        if line is not None:
+            lines.append(json.dumps(line))
+
+    result = simulate(parse(text), cfg, on_output=output, data_dir=data)
+    assert not result.failures, result.failures
+    return result, lines
+
+
+def audio_of(data: Path, call: dict, identity) -> np.ndarray:
+    with RecordingReader(str(data / "recordings" / f"{call['id']}.age"), [identity]) as reader:
+        return ulaw_decode(np.frombuffer(reader.read_mulaw(0, reader.audio_bytes), np.uint8))
+
+
+def test_a_kept_recording_starts_with_the_announcement(box, cfg: Config) -> None:
+    data, identity = box
+    result, _ = run(
+        "ring 1\nwait 1\noffhook\nwait 5.5\npress 1\nspeech 6\nonhook\nwait 1\n", cfg, data
+    )
+    (call,) = result.calls
+    assert call["consent"] == "granted" and call["recorded"]
+    audio = audio_of(data, call, identity)
+    announcement = load_announcement("opt-in")
+
+    # The recording holds the announcement's echo from the line (10 dB down, filtered):
+    # its envelope over the first seconds follows the announcement's.
+    def envelope(x: np.ndarray) -> np.ndarray:
+        frames = x[: 4 * 8000].reshape(-1, 400)
+        return np.sqrt(np.mean(frames**2, axis=1))
+
+    start = np.argmax(np.abs(audio) > 1e-3)
+    corr = np.corrcoef(envelope(audio[start:]), envelope(announcement))[0, 1]
+    assert corr > 0.8, corr
+    assert call["audio_seconds"] == pytest.approx(audio.size / 8000)
+
+
+def test_nothing_of_a_refusal_reaches_the_disk(box, cfg: Config) -> None:
+    data, _ = box
+    result, _ = run(
+        "ring 1\nwait 1\noffhook\nwait 6\npress 2\nspeech 8\nonhook\nwait 1\n", cfg, data
+    )
+    assert result.calls[0]["consent"] == "refused"
+    assert list((data / "recordings").iterdir()) == []
+
+
+def test_muted_and_masked_spans_are_silent_and_no_card_number_leaks(
+    box, cfg: Config, caplog
+) -> None:
+    data, identity = box
+    text = (
+        "ring 1\nwait 1\noffhook\nwait 2\npress 1\nspeech 3\n"
+        "button mute\nspeech 3\nbutton mute\nspeech 2\n"
+        f"press {CARD} far\nspeech 2\npress 123 near\nspeech 2\nonhook\nwait 1\n"
+    )
+    with caplog.at_level(logging.DEBUG):
+        result, lines = run(text, cfg, data)
+    (call,) = result.calls
+    assert call["consent"] == "granted" and len(call["muted_spans"]) == 1
+    assert len(call["masked_spans"]) >= len(CARD) + 3
+    audio = audio_of(data, call, identity)
+    for start, end in call["muted_spans"] + call["masked_spans"]:
+        span = audio[round(start * 8000) : round(end * 8000)]
+        assert np.max(np.abs(span), initial=0.0) < 1e-3, (start, end)
+    assert decode(audio) == []  # no receiver finds a digit in what was kept
+    printed = "\n".join(lines) + caplog.text
+    for needle in (CARD, CARD[-4:], "4111", '"digit": "4"'):
+        assert needle not in printed
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert CARD.encode() not in path.read_bytes()
