@@ -360,8 +360,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _title(path: Path) -> str:
-    first = path.read_text().splitlines()[0]
-    return first.lstrip("# ").strip() if first.startswith("#") else path.stem
+    """The scenario's opening comment lines, as one line."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    return " ".join(lines) or path.stem
 
 
 def _print_readable(t: float, item: Any) -> None:

@@ -16,6 +16,7 @@ no digit after consent reaches a log, an event or a record.
 """
 
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -95,7 +96,6 @@ class Recorder:
         self.sealer = Sealer(catalog, self.recipients)
         self.on_output = on_output
         self._wall0 = wall_clock()
-        self._calls = 0
         self.state, actions = m.initial(self.monitor.off_hook)
         self._queue: deque[NDArray[np.float64]] = deque()  # to play, block by block
         self._reference = np.zeros(0)  # what the board plays during the next frame
@@ -256,9 +256,9 @@ class Recorder:
                 self._end_call(action.record)
 
     def _new_call_id(self, t: float) -> str:
-        self._calls += 1
+        """Sortable by time, unique across restarts (a random tail)."""
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self._wall0 + t))
-        return f"{stamp}-{self._calls:04d}"
+        return f"{stamp}-{secrets.token_hex(3)}"
 
     def _start_recording(self, include_held: bool, now: float) -> None:
         call = self.state.call
