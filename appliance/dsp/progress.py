@@ -44,6 +44,11 @@ from appliance.country import Country
 from appliance.dsp import RATE
 from appliance.errors import ConfigError
 
+try:  # the C loop behind `signal.sosfilt`, without its per-call checks (scipy is pinned)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_inplace
+except ImportError:  # pragma: no cover - another scipy: the public function, same numbers
+    _sosfilt_inplace = None
+
 Array = NDArray[np.float64]
 
 ToneKind = Literal[
@@ -153,6 +158,19 @@ def _fits(seconds: float, expected: float) -> bool:
 def _power(level_dbm0: float, dbm0_at_full_scale: float) -> float:
     """The mean square (full scale 1.0) of a sine at `level_dbm0`."""
     return float(10.0 ** ((level_dbm0 - dbm0_at_full_scale) / 10.0)) / 2.0
+
+
+def _sosfilt_rows(sos: Array, x: NDArray[np.generic], zi: NDArray[np.generic]) -> None:
+    """Filter the rows of `x` in place, `zi` (rows x sections x 2) carried over in place.
+
+    `signal.sosfilt` does this after checks and copies that cost more than the filtering of
+    a 100 ms chunk; `x`, `zi` and `sos` must be C-contiguous and share a dtype."""
+    if _sosfilt_inplace is not None:
+        _sosfilt_inplace(sos, x, zi)
+        return
+    y, z = signal.sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 1, 0))
+    x[...] = y
+    zi[...] = np.moveaxis(z, 0, 1)
 
 
 def _half_delay(sos: Array) -> float:
@@ -499,15 +517,20 @@ class ProgressDetector:
         self._base = 0  # frame index of the trace's first column
         self._min_power = _power(MIN_LEVEL_DBM0, dbm0_at_full_scale)
         self._twist = float(10.0 ** (TWIST_DB / 10.0))
-        self._zi_hp = np.zeros((self._hp.shape[0], 2))
-        self._zi_upper = np.zeros((self._upper.shape[0], 2))
-        self._zi = {
-            fc: np.zeros(
-                (sos.shape[0], len(self._classes[fc]) + (2 if fc == _HIGH_FC else 1), 2),
-                dtype=complex,
-            )
-            for fc, sos in self._lp.items()
-        }
+        # Filter states as the in-place filter keeps them: rows x sections x 2.
+        self._zi_hp = np.zeros((1, self._hp.shape[0], 2))
+        self._zi_upper = np.zeros((1, self._upper.shape[0], 2))
+        # The low-pass input, one row each: the low channels and the band power (filtered
+        # at 16 Hz), then the high channels, the band power and the upper band's (64 Hz).
+        low_n, high_n = len(self._classes[_LOW_FC]), len(self._classes[_HIGH_FC])
+        self._split = low_n + 1  # the first row of the high class
+        self._rows = low_n + high_n + 3
+        self._chan_rows = np.r_[0:low_n, low_n + 1 : low_n + 1 + high_n]
+        self._band_rows = np.array([low_n, low_n + 1 + high_n, low_n + 2 + high_n])
+        self._lp_low = self._lp[_LOW_FC].astype(complex)
+        self._lp_high = self._lp[_HIGH_FC].astype(complex)
+        self._zi_low = np.zeros((low_n + 1, self._lp_low.shape[0], 2), dtype=complex)
+        self._zi_high = np.zeros((high_n + 2, self._lp_high.shape[0], 2), dtype=complex)
         self._n = 0  # samples analysed
         self._fed = 0
         self._pending: list[Array] = []
@@ -579,6 +602,8 @@ class ProgressDetector:
             f = first + i
             tone = False
             for g, p in zip(self._groups, present[i], strict=True):
+                if not (p or g.in_run or g.ons):
+                    continue  # an idle group: its step would do nothing
                 if g.step(f, p, out):
                     for other in self._groups:
                         if other is not g:
@@ -602,23 +627,25 @@ class ProgressDetector:
         the channel powers (channels x frames) and the band powers (the low and high
         classes' full band, the upper band; x frames) of the frames inside it."""
         n0 = self._n
-        self._n += x.size
-        xh, self._zi_hp = signal.sosfilt(self._hp, x, zi=self._zi_hp)
-        xu, self._zi_upper = signal.sosfilt(self._upper, x, zi=self._zi_upper)
+        n = x.size
+        self._n += n
+        xh = np.array(x[None, :])  # filtered in place
+        _sosfilt_rows(self._hp, xh, self._zi_hp)
+        xu = np.array(x[None, :])
+        _sosfilt_rows(self._upper, xu, self._zi_upper)
         at = (HOP - 1 - n0) % HOP
         start = n0 % RATE
-        sq = xh * xh
-        chans: list[Array] = []
-        bands: list[Array] = []
-        for fc, sos in self._lp.items():
-            ph = self._phasors[fc][:, start : start + x.size]
-            rows = [xh * ph, sq[None, :]]
-            if fc == _HIGH_FC:
-                rows.append((xu * xu)[None, :])
-            y, self._zi[fc] = signal.sosfilt(sos, np.vstack(rows), axis=-1, zi=self._zi[fc])
-            y = y[:, at::HOP]
-            k = len(self._classes[fc])
-            chans.append(2.0 * (y[:k].real ** 2 + y[:k].imag ** 2))
-            bands.append(y[k:].real)
-        low, high = bands
-        return (n0 + at) // HOP, np.vstack(chans), np.vstack([low[0], high[0], high[1]])
+        sq = xh[0] * xh[0]
+        split, end = self._split, self._rows - 2  # end: the high class's band power
+        rows = np.empty((self._rows, n), dtype=complex)
+        np.multiply(xh, self._phasors[_LOW_FC][:, start : start + n], out=rows[: split - 1])
+        rows[split - 1] = sq
+        np.multiply(xh, self._phasors[_HIGH_FC][:, start : start + n], out=rows[split:end])
+        rows[end] = sq
+        rows[end + 1] = xu[0] * xu[0]
+        _sosfilt_rows(self._lp_low, rows[:split], self._zi_low)
+        _sosfilt_rows(self._lp_high, rows[split:], self._zi_high)
+        y = rows[:, at::HOP]
+        chans = y[self._chan_rows]
+        bands = y[self._band_rows].real
+        return (n0 + at) // HOP, 2.0 * (chans.real**2 + chans.imag**2), bands

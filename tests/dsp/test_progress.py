@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.country import COUNTRIES
-from appliance.dsp import RATE
+from appliance.dsp import RATE, progress
 from appliance.dsp.g711 import ulaw_round_trip
 from appliance.dsp.levels import noise_rms, sine_amplitude
 from appliance.dsp.progress import (
@@ -466,3 +466,14 @@ def test_events_are_frozen_and_repr_shows_state() -> None:
     assert d.flush() == []
     d.feed(np.zeros(800))
     assert "DE" in repr(d) and "t=0.10" in repr(d)
+
+
+def test_the_in_place_filter_gives_what_scipy_sosfilt_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The detector filters through scipy's C loop directly; the public `sosfilt` (used if
+    that loop moves) must give the same events to the last bit."""
+    monkeypatch.setattr(progress, "_sosfilt_inplace", None)
+    d = ProgressDetector(COUNTRIES["US"], FS)
+    events = [e for i in range(0, SESSION.size, 160) for e in d.feed(SESSION[i : i + 160])]
+    assert events + d.flush() == SESSION_EVENTS
