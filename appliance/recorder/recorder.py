@@ -46,6 +46,7 @@ from appliance.dsp.tones import tone
 from appliance.events import LineEvent
 from appliance.line import LineMonitor
 from appliance.line.timing import LineTiming
+from appliance.recorder.status import Heartbeat
 from appliance.vault import age
 from appliance.vault.calls import store_finished
 from appliance.vault.catalog import Catalog
@@ -140,9 +141,20 @@ class Recorder:
         self._queue_playback(frame.audio.size)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        heartbeat = Heartbeat(self.catalog)
         while not should_stop() and (frame := self.board.read()) is not None:
             self.process(frame)
+            heartbeat.beat(frame.end, self.status())
         self.close()
+
+    def status(self) -> dict[str, Any]:
+        """The line and the call in words, for the status page (no caller data)."""
+        return {
+            "line": "off-hook" if self.monitor.off_hook else "on-hook",
+            "call": self.state.phase.value,
+            "recording": self._recording is not None,
+            "muted": self._muted,
+        }
 
     def close(self) -> None:
         """Finish what is open: a recording in progress is finalised, never lost."""
