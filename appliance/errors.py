@@ -30,10 +30,6 @@ class ScenarioError(ApplianceError, ValueError):
     """A scenario file cannot be parsed or uses a verb that is not supported."""
 
 
-class ExpectationFailed(ApplianceError, AssertionError):
-    """A scenario's `expect` line did not hold."""
-
-
 class AudioFileError(ApplianceError, ValueError):
     """An audio file cannot be read or decoded."""
 

@@ -9,6 +9,7 @@ Two boards share this interface: `RealBoard` (gpiozero's lgpio pin factory and A
 picked implicitly.
 """
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,3 +51,20 @@ class Board(Protocol):
     def set_led(self, name: str, on: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+def take_samples(queue: deque[NDArray[np.float64]], n: int) -> tuple[NDArray[np.float64], int]:
+    """The next `n` samples of a queue of audio chunks (zero-padded), and how many were
+    real: what plays during one frame, on the board and in the echo canceller's copy."""
+    block = np.zeros(n)
+    filled = 0
+    while filled < n and queue:
+        chunk = queue[0]
+        take = min(n - filled, chunk.size)
+        block[filled : filled + take] = chunk[:take]
+        filled += take
+        if take == chunk.size:
+            queue.popleft()
+        else:
+            queue[0] = chunk[take:]
+    return block, filled

@@ -17,7 +17,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from numpy.typing import NDArray
 from scipy import signal
 
-from appliance.board import Frame
+from appliance.board import Frame, take_samples
 from appliance.board.gpio import Gpio
 from appliance.board.pins import PinMap, PinSpec
 from appliance.clock import ManualClock
@@ -147,17 +147,7 @@ class SimBoard:
         return out
 
     def _echo_of_playback(self, n: int) -> NDArray[np.float64]:
-        block = np.zeros(n)
-        filled = 0
-        while filled < n and self._playback:
-            chunk = self._playback[0]
-            take = min(n - filled, chunk.size)
-            block[filled : filled + take] = chunk[:take]
-            filled += take
-            if take == chunk.size:
-                self._playback.popleft()
-            else:
-                self._playback[0] = chunk[take:]
+        block, filled = take_samples(self._playback, n)
         if self.gpio.tx_enable is not None:
             self.gpio.tx_enable.value = bool(self._playback) or filled > 0
         self.played += filled

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from appliance.board import Board, Frame
+from appliance.board import Board, Frame, take_samples
 from appliance.call import machine as m
 from appliance.call.announce import (
     NOMINAL_DBM0_AT_FULL_SCALE,
@@ -194,17 +194,7 @@ class Recorder:
         return reference
 
     def _queue_playback(self, n: int) -> None:
-        block = np.zeros(n)
-        filled = 0
-        while filled < n and self._queue:
-            chunk = self._queue[0]
-            take = min(n - filled, chunk.size)
-            block[filled : filled + take] = chunk[:take]
-            filled += take
-            if take == chunk.size:
-                self._queue.popleft()
-            else:
-                self._queue[0] = chunk[take:]
+        block, filled = take_samples(self._queue, n)
         self._reference = block
         if filled:
             self.board.play(block)
