@@ -18,6 +18,8 @@ from appliance import __version__, config
 from appliance.errors import ApplianceError
 
 log = logging.getLogger("appliance")
+DATA_ARGS = ("--data",)
+DATA_OPTIONS: dict[str, Any] = {"metavar": "DIR", "required": True, "help": "the data folder"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.set_defaults(handler=handler)
+        return sub
+
+    def on_data(
+        group: Any, name: str, text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        """A subcommand that works on a data folder (`--data DIR`, required)."""
+        sub: argparse.ArgumentParser = group.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument(*DATA_ARGS, **DATA_OPTIONS)
         return sub
 
     def add_authority(sub: argparse.ArgumentParser) -> None:
@@ -96,57 +107,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = add("calls", "the call records of the catalog", lambda a: 2)
     calls_commands = calls.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
-    listing = calls_commands.add_parser("list", help="list calls, newest first")
-    listing.set_defaults(handler=cmd_calls_list)
-    listing.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    listing = on_data(calls_commands, "list", "list calls, newest first", cmd_calls_list)
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     add_key_source(listing)
 
     export = add("export", "decrypt one call's recording to a WAV file", cmd_export)
     export.add_argument("call_id", metavar="CALL_ID")
     export.add_argument("--out", metavar="FILE.wav", required=True, help="where to write it")
-    export.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    export.add_argument(*DATA_ARGS, **DATA_OPTIONS)
     add_key_source(export, required=True)
 
     keys = add("keys", "the appliance's keys", lambda a: 2)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
-    init = keys_commands.add_parser(
-        "init", help="make the device keys; print the recovery identity once"
+    init = on_data(
+        keys_commands,
+        "init",
+        "make the device keys; print the recovery identity once",
+        cmd_keys_init,
     )
-    init.set_defaults(handler=cmd_keys_init)
-    init.add_argument("--data", metavar="DIR", required=True, help="the data folder")
     init.add_argument(
         "--recovery-recipient", metavar="AGE1...", help="the owner's own age public key"
     )
-    rotate = keys_commands.add_parser("rotate", help="new recordings go to a new device key")
-    rotate.set_defaults(handler=cmd_keys_rotate)
-    rotate.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    rotate = on_data(
+        keys_commands, "rotate", "new recordings go to a new device key", cmd_keys_rotate
+    )
     add_authority(rotate)
 
     users = add("users", "who may log in, with which role", lambda a: 2)
     users_commands = users.add_subparsers(dest="users_command", metavar="COMMAND", required=True)
-    user_add = users_commands.add_parser("add", help="add a user (passphrase on stdin)")
-    user_add.set_defaults(handler=cmd_users_add)
+    user_add = on_data(users_commands, "add", "add a user (passphrase on stdin)", cmd_users_add)
     user_add.add_argument("name")
     user_add.add_argument("--role", choices=("admin", "listener", "auditor"), required=True)
-    user_add.add_argument("--data", metavar="DIR", required=True, help="the data folder")
     add_authority(user_add)
-    user_remove = users_commands.add_parser("remove", help="remove a user")
-    user_remove.set_defaults(handler=cmd_users_remove)
+    user_remove = on_data(users_commands, "remove", "remove a user", cmd_users_remove)
     user_remove.add_argument("name")
-    user_remove.add_argument("--data", metavar="DIR", required=True, help="the data folder")
     add_authority(user_remove)
-    passwd = users_commands.add_parser("passwd", help="change a passphrase (old, new on stdin)")
-    passwd.set_defaults(handler=cmd_users_passwd)
+    passwd = on_data(
+        users_commands, "passwd", "change a passphrase (old, new on stdin)", cmd_users_passwd
+    )
     passwd.add_argument("name")
-    passwd.add_argument("--data", metavar="DIR", required=True, help="the data folder")
     passwd.add_argument("--password-stdin", action="store_true", required=True)
 
     audit = add("audit", "the hash-chained audit log", lambda a: 2)
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
-    verify = audit_commands.add_parser("verify", help="check the audit chain; print its head")
-    verify.set_defaults(handler=cmd_audit_verify)
-    verify.add_argument("--data", metavar="DIR", required=True, help="the data folder")
+    verify = on_data(
+        audit_commands, "verify", "check the audit chain; print its head", cmd_audit_verify
+    )
     verify.add_argument("--head", metavar="SEQ:HASH", help="a head kept outside the catalog")
     return parser
 

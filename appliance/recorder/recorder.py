@@ -69,7 +69,6 @@ class _Recording:
     call_id: str
     writer: RecordingWriter
     start: float  # board time of the recording's first sample
-    written: int = 0
 
 
 class Recorder:
@@ -159,11 +158,8 @@ class Recorder:
     def close(self) -> None:
         """Finish what is open: a recording in progress is finalised, never lost."""
         if self._recording is not None:
-            self._stop_recording(True, "the recorder stopped", self.masker_time())
+            self._stop_recording(True, "the recorder stopped")
         self.catalog.publish_status("recorder", {"state": "stopped"})
-
-    def masker_time(self) -> float:
-        return self._masked_at
 
     # -- digits: consent, dialing, the withdrawal sequence -- and nothing else ------------
 
@@ -188,9 +184,10 @@ class Recorder:
     # -- playback --------------------------------------------------------------------------
 
     def _take_reference(self, n: int) -> NDArray[np.float64]:
-        reference = self._reference
-        if reference.size != n:
-            reference = np.resize(np.concatenate((reference, np.zeros(n))), n)
+        """What the board plays during this frame, as long as the frame."""
+        reference = np.zeros(n)
+        k = min(n, self._reference.size)
+        reference[:k] = self._reference[:k]
         return reference
 
     def _queue_playback(self, n: int) -> None:
@@ -218,7 +215,6 @@ class Recorder:
         assert recording is not None
         try:
             recording.writer.write(ulaw_encode(block).tobytes())
-            recording.written += block.size
         except DiskFullError as exc:
             log.error("call %s: %s", recording.call_id, exc)
             self.catalog.update_call(recording.call_id, {"reason": "disk full: recording stopped"})
@@ -249,7 +245,7 @@ class Recorder:
             elif isinstance(action, m.PauseRecording | m.ResumeRecording):
                 self._paused = isinstance(action, m.PauseRecording)
             elif isinstance(action, m.StopRecording):
-                self._stop_recording(action.keep, action.reason, now)
+                self._stop_recording(action.keep, action.reason)
             elif isinstance(action, m.SetLed):
                 self.board.set_led(action.led, action.mode != "off")
             elif isinstance(action, m.Note):
@@ -286,7 +282,7 @@ class Recorder:
         self._muted = self._paused = False
         self._masked = []
 
-    def _stop_recording(self, keep: bool, reason: str, now: float) -> None:
+    def _stop_recording(self, keep: bool, reason: str) -> None:
         recording, self._recording = self._recording, None
         if recording is None:
             return
@@ -321,7 +317,7 @@ class Recorder:
 
     def _end_call(self, record: m.CallRecord) -> None:
         if self._recording is not None:  # the machine ended the call while recording
-            self._stop_recording(True, record.reason, record.ended_at or 0.0)
+            self._stop_recording(True, record.reason)
         done, self._finished = self._finished, {}
         call_id = done.get("id") or self._new_call_id(record.started_at)
         start = done.get("start", 0.0)
