@@ -33,6 +33,15 @@ class Frame:
         return self.t + self.audio.size / RATE
 
 
+def merge(frames: list[Frame]) -> Frame:
+    """Consecutive frames as one longer frame: the recorder takes bigger blocks while
+    nothing it does depends on the next few milliseconds."""
+    if len(frames) == 1:
+        return frames[0]
+    audio = np.concatenate([frame.audio for frame in frames])
+    return Frame(frames[0].t, audio, tuple(edge for frame in frames for edge in frame.edges))
+
+
 class Board(Protocol):
     name: str
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from appliance.board import Board, Frame, take_samples
+from appliance.board import Board, Frame, merge, take_samples
 from appliance.call import machine as m
 from appliance.call.announce import (
     NOMINAL_DBM0_AT_FULL_SCALE,
@@ -62,6 +62,10 @@ BEEP_DBM0 = -15.0
 WITHDRAW = ("*", "9")
 WITHDRAW_WITHIN = 3.0  # seconds between the two keys
 ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
+# Frames taken as one block while nothing depends on the next few milliseconds (no
+# playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
+CALM_BLOCK = 10  # 200 ms
+CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
 
 
 @dataclass
@@ -111,12 +115,13 @@ class Recorder:
         # Board time of the masker's next output sample: it runs DELAY samples behind.
         self._masked_at = -DtmfMasker.DELAY / RATE
         self._echo_until = 0.0  # the echo canceller runs while playing and a little after
+        self._now = 0.0  # the end of the last block processed
         self._act(actions, 0.0)
 
     # -- one frame ------------------------------------------------------------------------
 
     def process(self, frame: Frame) -> None:
-        now = frame.end
+        now = self._now = frame.end
         reference = self._take_reference(frame.audio.size)
         if reference.any():
             self._echo_until = now + ECHO_TAIL
@@ -139,12 +144,33 @@ class Recorder:
         self._act(actions, now)
         self._queue_playback(frame.audio.size)
 
-    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def run(
+        self,
+        read: Callable[[], Frame | None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Process the board's frames (or those `read` returns) until the line ends or
+        `should_stop`; then finalise what is open."""
+        read = read or self.board.read
         heartbeat = Heartbeat(self.catalog)
-        while not should_stop() and (frame := self.board.read()) is not None:
-            self.process(frame)
-            heartbeat.beat(frame.end, self.status())
-        self.close()
+        try:
+            while not should_stop():
+                frames: list[Frame] = []
+                while len(frames) < self.frames_wanted() and (frame := read()) is not None:
+                    frames.append(frame)
+                if not frames:
+                    break
+                block = merge(frames)
+                self.process(block)
+                heartbeat.beat(block.end, self.status())
+        finally:
+            self.close()
+
+    def frames_wanted(self) -> int:
+        """How many board frames the next block takes: one while playing, asking for
+        consent or waiting for an answer; `CALM_BLOCK` otherwise."""
+        busy = self._queue or self._announcement is not None or self._now <= self._echo_until
+        return 1 if busy or self.state.phase not in CALM_PHASES else CALM_BLOCK
 
     def status(self) -> dict[str, Any]:
         """The line and the call in words, for the status page (no caller data)."""

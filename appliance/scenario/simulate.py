@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.board import Frame
 from appliance.board.pins import load_pin_map
 from appliance.board.sim import SimBoard
 from appliance.call.profiles import for_jurisdiction
@@ -122,13 +123,16 @@ def _simulate(
         reconcile(catalog, data_dir)
         before = {row["id"] for row in catalog.calls()}
         recorder = Recorder(config, board, catalog, keys.read_recipients(data_dir), output)
+
+        def read() -> Frame | None:
+            frame = board.read()
+            if realtime and frame is not None:
+                time.sleep(max(0.0, started + frame.end - wall.now()))
+            return frame
+
         try:
-            while (frame := board.read()) is not None:
-                if realtime:
-                    time.sleep(max(0.0, started + frame.end - wall.now()))
-                recorder.process(frame)
+            recorder.run(read)
         finally:
-            recorder.close()
             board.close()
     calls = tuple(
         {key: bool(row[key]) if key == "recorded" else row.get(key) for key in RECORD_FIELDS}
