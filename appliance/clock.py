@@ -6,6 +6,7 @@ audio sample counter; in the simulator and in tests it is a `ManualClock` that o
 moves when told to.
 """
 
+import ctypes
 import time
 from typing import Protocol
 
@@ -45,3 +46,19 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"<ManualClock now={self._now:.6f}>"
+
+
+TIME_ERROR = 5  # adjtimex(2): the kernel's clock is not synchronised
+_TIMEX_BYTES = 512  # struct timex and then some, whatever the architecture
+
+
+def synchronised() -> bool:
+    """Whether the kernel says its clock is synchronised (NTP, timesyncd or chrony set
+    it); without that, wall-clock times of calls are marked as unsure."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = ctypes.create_string_buffer(_TIMEX_BYTES)  # modes 0: only read
+        state = int(libc.adjtimex(timex))
+    except (OSError, AttributeError):
+        return False
+    return 0 <= state != TIME_ERROR

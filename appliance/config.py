@@ -56,11 +56,41 @@ class AudioConfig:
 @dataclass(frozen=True)
 class ConsentConfig:
     profile: Literal["opt-in", "opt-out", "notice", "beep", "silent"]
+    announce_after: Literal["delay", "greeting"] = "delay"
+    announce_delay_ms: float = 500.0
+    greeting_max_s: float = 4.0
+    answer_wait_s: float = 8.0
+    keep_on_withdraw: bool = True
+    replay_after_flash: bool = False
+    mute_max_s: float = 600.0
+    mute_warning_s: float = 30.0
+    never_announce: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    target: str
+    box_id: str
+    bandwidth_kib_s: int
+    ssh_key: str
+    ssh_known_hosts: str
+    s3_endpoint: str
+    s3_region: str
+    s3_credentials: str
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    root: str
+    services: list[str]
+    health_timeout_s: float
+    idle_timeout_s: float
+    web_url: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,8 @@ class Config:
     audio: AudioConfig
     consent: ConsentConfig
     storage: StorageConfig
+    backup: BackupConfig
+    update: UpdateConfig
 
 
 def shipped_defaults() -> dict[str, Any]:
@@ -91,6 +123,34 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     for item in overrides:
         _merge(data, parse_override(item))
     return from_dict(data)
+
+
+# Sections the owner may change on the web page; the recorder reads them between calls.
+SETTABLE = ("consent",)
+
+
+def with_settings(config: Config, settings: dict[str, Any]) -> tuple[Config, list[str]]:
+    """`config` with the catalog's settings (`section.key` -> value) over it, and a
+    message for each setting that was left out: a section not settable, a key not known,
+    a value of the wrong kind."""
+    data = {
+        section: {k: v for k, v in values.items() if v is not None}  # unset stays unset
+        for section, values in dataclasses.asdict(config).items()
+    }
+    rejected = []
+    for key, value in sorted(settings.items()):
+        section, _, name = key.partition(".")
+        if section not in SETTABLE:
+            continue  # other parts' settings (retention, the business name, ...)
+        trial = {k: dict(v) for k, v in data.items()}
+        trial[section][name] = value
+        try:
+            from_dict(trial)
+        except ConfigError as exc:
+            rejected.append(f"setting {key}: {exc}")
+            continue
+        data = trial
+    return from_dict(data), rejected
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from appliance.errors import ApplianceError, AudioFileError
 Array = NDArray[np.float64]
 
 SHIPPED_FOLDER = Path(__file__).resolve().parent / "announcements"
+OWNER_ANNOUNCEMENTS = "announcements"  # in the data folder: the owner's <profile>.wav
 """Where the shipped default announcements are: `<profile>.wav`."""
 
 PROFILES = tuple(name for name, p in CONSENT_PROFILES.items() if p.announces)

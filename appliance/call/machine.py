@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-from appliance.call.profiles import Profile
+from appliance.call.profiles import Profile, profile
+from appliance.config import ConsentConfig
 from appliance.dsp.progress import SilenceStarted, SpeechStarted, ToneDetected, ToneEnded
 from appliance.events import (
     ButtonPressed,
@@ -77,8 +78,17 @@ class PlaybackFinished:
     t: float
 
 
+@dataclass(frozen=True)
+class RecorderStopping:
+    """The recorder is stopping (SIGTERM, the audio device gone): the call it followed
+    ends here for it, with what was recorded kept."""
+
+    t: float
+
+
 Event = (
     Tick
+    | RecorderStopping
     | ConsentDigit
     | DialedDigit
     | WithdrawalDetected
@@ -217,7 +227,9 @@ Action = (
 @dataclass(frozen=True)
 class Rules:
     profile: Profile
+    announce_after: Literal["delay", "greeting"] = "delay"
     announce_delay: float = 0.5
+    greeting_max: float = 4.0  # "greeting": the notice comes at the latest this long after
     consent_window: float = 8.0
     repeats: int = 1  # opt-in plays the announcement again once before silence refuses
     keep_on_withdraw: bool = True
@@ -231,6 +243,20 @@ class Rules:
     answer_speech_within: float = 5.0
     silence_ends_call: float = 120.0  # lines with neither CPC nor tones after the call
     local_above_dbm0: float = -9.0  # a digit this loud is likely the local handset's
+
+    @classmethod
+    def from_config(cls, consent: ConsentConfig) -> "Rules":
+        return cls(
+            profile(consent.profile),
+            announce_after=consent.announce_after,
+            announce_delay=consent.announce_delay_ms / 1000,
+            greeting_max=consent.greeting_max_s,
+            consent_window=consent.answer_wait_s,
+            keep_on_withdraw=consent.keep_on_withdraw,
+            replay_after_flash=consent.replay_after_flash,
+            mute_max=consent.mute_max_s,
+            mute_warning=consent.mute_warning_s,
+        )
 
 
 class Phase(Enum):
@@ -260,6 +286,7 @@ class State:
     ringback_ended: float | None = None
     silent_since: float | None = None
     muted: tuple[tuple[float, float], ...] = field(default=())
+    greeted: bool = False  # the answerer spoke (announce_after "greeting")
 
     @property
     def wants_consent_digits(self) -> bool:
@@ -300,6 +327,8 @@ def _on_event(s: State, e: Event, rules: Rules, out: list[Action]) -> State:
             return s
         out.append(SetLed("line", "off"))
         return _end(s, e.t, "hung up", out, next_phase=Phase.IDLE) if call else State()
+    if isinstance(e, RecorderStopping):
+        return _end(s, e.t, "the recorder stopped", out, next_phase=Phase.CLEARING) if call else s
     if call is not None and _far_end_gone(s, e):
         return _end(s, e.t, "the far end hung up", out, next_phase=Phase.CLEARING)
     if isinstance(e, ToneDetected) and e.kind == "call_waiting":
@@ -328,7 +357,15 @@ def _on_event(s: State, e: Event, rules: Rules, out: list[Action]) -> State:
             return _end(s, e.t, "missed: the caller gave up", out, next_phase=Phase.IDLE)
         if isinstance(e, OffHook):
             out.append(SetLed("line", "on"))
-            return dataclasses.replace(s, phase=Phase.ANSWERED, timer=e.t + rules.announce_delay)
+            greeting = rules.announce_after == "greeting"
+            wait = rules.greeting_max if greeting else rules.announce_delay
+            return dataclasses.replace(s, phase=Phase.ANSWERED, timer=e.t + wait)
+        return s
+    if s.phase is Phase.ANSWERED and rules.announce_after == "greeting":
+        if isinstance(e, SpeechStarted):
+            return dataclasses.replace(s, greeted=True)
+        if isinstance(e, SilenceStarted) and s.greeted:  # the answerer paused after hello
+            return _give_notice(s, e.t, rules, out)
         return s
     if s.phase is Phase.DIALING:
         if isinstance(e, PulseDigit | DialedDigit):

@@ -17,6 +17,7 @@ no digit after consent reaches a log, an event or a record.
 
 import logging
 import secrets
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,15 +28,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from appliance import clock
 from appliance.board import Board, Frame, merge, take_samples
 from appliance.call import machine as m
 from appliance.call.announce import (
     NOMINAL_DBM0_AT_FULL_SCALE,
+    OWNER_ANNOUNCEMENTS,
     announcement_sha256,
     load_announcement,
 )
-from appliance.call.profiles import profile
-from appliance.config import Config
+from appliance.config import Config, with_settings
 from appliance.country import country
 from appliance.dsp import RATE
 from appliance.dsp.dtmf import STRICT, DtmfMasker, DtmfReceiver
@@ -66,6 +68,8 @@ ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
 # playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
 CALM_BLOCK = 10  # 200 ms
 CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
+CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the disk when idle
+MIN_FREE_BYTES = 3600 * 8000  # an hour of µ-law audio
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Recorder:
         recipients: Sequence[age.Recipient],
         on_output: Callable[[float, Any], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        clock_synced: Callable[[], bool] = clock.synchronised,
     ) -> None:
         self.board = board
         self.catalog = catalog
@@ -91,7 +96,14 @@ class Recorder:
         self.folder = Path(config.storage.data_dir) / RECORDINGS
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fs = config.line.dbm0_at_full_scale
-        self.rules = m.Rules(profile(config.consent.profile))
+        self.config = config
+        self.rules = m.Rules.from_config(config.consent)
+        self.never_announce = frozenset(config.consent.never_announce)
+        self.announcements = Path(config.storage.data_dir) / OWNER_ANNOUNCEMENTS
+        self._settings_seen: dict[str, int] = {}
+        self._checked_at = -CHECK_EVERY
+        self._faults: dict[str, str] = {}  # what lights the fault LED, in words
+        self._clock_synced = clock_synced
         self.monitor = LineMonitor(LineTiming.from_config(config.line), board.initial_levels())
         self.echo = EchoCanceller()
         self.receiver = DtmfReceiver(STRICT, self.fs)
@@ -143,14 +155,18 @@ class Recorder:
         self.state, actions = m.step(self.state, m.Tick(now), now, self.rules)
         self._act(actions, now)
         self._queue_playback(frame.audio.size)
+        if self.state.phase is m.Phase.IDLE and now - self._checked_at >= CHECK_EVERY:
+            self._checked_at = now
+            self._between_calls()
 
     def run(
         self,
         read: Callable[[], Frame | None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        xruns: Callable[[], int] = lambda: 0,
     ) -> None:
         """Process the board's frames (or those `read` returns) until the line ends or
-        `should_stop`; then finalise what is open."""
+        `should_stop`; then finalise what is open. `xruns` counts audio lost in capture."""
         read = read or self.board.read
         heartbeat = Heartbeat(self.catalog)
         try:
@@ -162,7 +178,7 @@ class Recorder:
                     break
                 block = merge(frames)
                 self.process(block)
-                heartbeat.beat(block.end, self.status())
+                heartbeat.beat(block.end, self.status() | {"xruns": xruns()})
         finally:
             self.close()
 
@@ -179,12 +195,55 @@ class Recorder:
             "call": self.state.phase.value,
             "recording": self._recording is not None,
             "muted": self._muted,
+            "profile": self.rules.profile.name,
+            "faults": dict(self._faults),
         }
 
+    # -- between calls: the owner's settings, and what lights the fault LED ----------------
+
+    def _between_calls(self) -> None:
+        versions = self.catalog.setting_versions()
+        if versions != self._settings_seen:
+            self._settings_seen = versions
+            self._apply_settings()
+        self._fault("clock", None if self._clock_synced() else "the clock is not synchronised")
+        free = shutil.disk_usage(self.folder).free
+        self._fault(
+            "storage",
+            None
+            if free >= MIN_FREE_BYTES
+            else f"{free // 2**20} MiB free: less than an hour of recording",
+        )
+
+    def _apply_settings(self) -> None:
+        settings = {key: self.catalog.setting(key) for key in self._settings_seen}
+        config, rejected = with_settings(self.config, settings)
+        for message in rejected:
+            log.error("%s (the setting is ignored)", message)
+        rules = m.Rules.from_config(config.consent)
+        if rules != self.rules:
+            log.info("settings changed: consent profile %s", rules.profile.name)
+        self.rules = rules
+        self.never_announce = frozenset(config.consent.never_announce)
+
+    def _fault(self, what: str, message: str | None) -> None:
+        """Light the fault LED while anything is wrong; log each change once."""
+        if self._faults.get(what) == message:
+            return
+        if message is None:
+            del self._faults[what]
+            log.info("%s: fixed", what)
+        else:
+            self._faults[what] = message
+            log.error("fault: %s", message)
+        self.board.set_led("fault", bool(self._faults))
+
     def close(self) -> None:
-        """Finish what is open: a recording in progress is finalised, never lost."""
-        if self._recording is not None:
-            self._stop_recording(True, "the recorder stopped")
+        """Finish what is open: a recording in progress is finalised, never lost, and the
+        call's record is stored as far as it got."""
+        now = self._now
+        self.state, actions = m.step(self.state, m.RecorderStopping(now), now, self.rules)
+        self._act(actions, now)
         self.catalog.publish_status("recorder", {"state": "stopped"})
 
     # -- digits: consent, dialing, the withdrawal sequence -- and nothing else ------------
@@ -245,6 +304,7 @@ class Recorder:
             log.error("call %s: %s", recording.call_id, exc)
             self.catalog.update_call(recording.call_id, {"reason": "disk full: recording stopped"})
             self._recording = None
+            self._fault("storage", "the disk is full")
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -252,7 +312,7 @@ class Recorder:
         for action in actions:
             self._emit(now, action)
             if isinstance(action, m.PlayAnnouncement):
-                samples = load_announcement(action.profile)
+                samples = load_announcement(action.profile, self.announcements)
                 self._announcement = self._announced = announcement_sha256(samples)
                 self._play(samples)
             elif isinstance(action, m.PlayBeep):
@@ -363,7 +423,7 @@ class Recorder:
             "muted_spans": relative(record.muted_spans) if done else "[]",
             "masked_spans": relative(self._masked) if done else "[]",
             "reason": record.reason,
-            "clock_synced": 0,
+            "clock_synced": int("clock" not in self._faults),
             "seal_key": self.sealer.key_id,
             "sealed": self.sealer.seal(call_id, {"dialed": record.dialed} if record.dialed else {}),
         }

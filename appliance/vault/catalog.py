@@ -207,6 +207,10 @@ class Catalog:
         rows = list(self.db.table("settings").rows_where("key = ?", [key]))
         return json.loads(rows[0]["value"]) if rows else default
 
+    def setting_versions(self) -> dict[str, int]:
+        """Each setting's version: a cheap look for changes between calls."""
+        return dict(self.db.execute("SELECT key, version FROM settings").fetchall())
+
     def set_setting(self, key: str, value: Any, by: str, now: float | None = None) -> int:
         """Store a setting with a new version; audited."""
         with self.db.atomic():
@@ -229,6 +233,11 @@ class Catalog:
         self.db.table("status").upsert(
             {"key": key, "value": json.dumps(value), "updated_at": now or time.time()}, pk="key"
         )
+
+    def status(self, key: str) -> tuple[Any, float] | None:
+        """A published status value and when it was written, or None."""
+        rows = list(self.db.table("status").rows_where("key = ?", [key]))
+        return (json.loads(rows[0]["value"]), rows[0]["updated_at"]) if rows else None
 
     # -- audit log ----------------------------------------------------------------------
 

@@ -58,6 +58,43 @@ def incoming(*rest):
     ]
 
 
+def test_after_the_greeting_the_notice_comes_when_the_answerer_pauses() -> None:
+    hello = [(6.3, SpeechStarted(6.3)), (7.4, SilenceStarted(7.4)), (20.0, OnHook(20.0))]
+    _, timed = drive(incoming(*hello), announce_after="greeting")
+    played = next(t for t, a in timed if isinstance(a, m.PlayAnnouncement))
+    assert played == pytest.approx(7.4)
+    assert record(timed).announced_at == pytest.approx(7.4)
+
+
+def test_after_the_greeting_silence_alone_does_not_start_the_notice() -> None:
+    """The line is quiet before the answerer speaks: that is no pause after a greeting."""
+    quiet_then_long_talk = [(6.2, SilenceStarted(6.2)), (6.5, SpeechStarted(6.5))]
+    _, timed = drive(incoming(*quiet_then_long_talk, (20.0, OnHook(20.0))), greeting_max=4.0)
+    assert next(t for t, a in timed if isinstance(a, m.PlayAnnouncement)) == pytest.approx(6.6)
+    _, timed = drive(
+        incoming(*quiet_then_long_talk, (20.0, OnHook(20.0))),
+        announce_after="greeting",
+        greeting_max=4.0,
+    )
+    played = next(t for t, a in timed if isinstance(a, m.PlayAnnouncement))
+    assert played == pytest.approx(10.1)  # the answerer never paused: at most 4 s
+
+
+def test_rules_from_the_config(cfg) -> None:
+    import dataclasses
+
+    consent = dataclasses.replace(
+        cfg.consent, profile="beep", announce_delay_ms=250.0, answer_wait_s=5.0, mute_max_s=60.0
+    )
+    rules = m.Rules.from_config(consent)
+    assert (rules.profile.name, rules.announce_delay, rules.consent_window, rules.mute_max) == (
+        "beep",
+        0.25,
+        5.0,
+        60.0,
+    )
+
+
 def test_opt_in_barge_in_press_1_records_from_the_announcement_on() -> None:
     state, timed = drive(incoming((7.5, m.ConsentDigit(7.5, "1", -20.0)), (30.0, OnHook(30.0))))
     assert kinds(timed) == [
@@ -339,3 +376,18 @@ def test_consent_digits_are_wanted_only_while_asking() -> None:
         state, _ = m.step(state, m.Tick(t + 0.6), t + 0.6, rule)
         seen.append(state.wants_consent_digits)
     assert seen == [False, False, True, False]
+
+
+def test_a_recorder_stopping_mid_call_keeps_the_recording_and_ends_the_record() -> None:
+    events = incoming((7.5, m.ConsentDigit(7.5, "1", -20.0)), (20.0, m.RecorderStopping(20.0)))
+    state, timed = drive(events)
+    stop = next(a for _, a in timed if isinstance(a, m.StopRecording))
+    assert stop.keep and stop.reason == "the recorder stopped"
+    call = record(timed)
+    assert (call.consent, call.recorded, call.ended_at) == ("granted", True, 20.0)
+    assert state.phase is m.Phase.CLEARING  # the next call starts from on-hook
+
+
+def test_a_recorder_stopping_between_calls_changes_nothing() -> None:
+    state, timed = drive([(1.0, m.RecorderStopping(1.0))])
+    assert state.phase is m.Phase.IDLE and kinds(timed) == []

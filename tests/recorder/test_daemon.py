@@ -1,0 +1,228 @@
+"""`appliance run`'s loop: capture in its own thread, faults waited out with the fault LED
+lit and retried inside the process, the owner's settings read between calls."""
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from appliance.board import Frame
+from appliance.board.gpio import Gpio
+from appliance.board.pins import PinMap
+from appliance.board.sim import SimBoard
+from appliance.config import Config
+from appliance.errors import AudioDeviceError
+from appliance.recorder import serve
+from appliance.recorder.capture import Capture
+from appliance.scenario.line_model import compile_scenario
+from appliance.scenario.parse import parse
+from appliance.scenario.simulate import scenario_config, simulate
+from appliance.vault import keys
+from appliance.vault.catalog import Catalog
+
+CALL = "ring 1\nwait 1\noffhook\nwait 3\npress 1\nspeech 6\nonhook\nwait 3\n"
+
+
+class Vanishing:
+    """A board whose audio device disappears after `frames` frames (None: never)."""
+
+    def __init__(self, board: SimBoard, frames: int | None = None) -> None:
+        self.board, self.frames = board, frames
+        self.name = board.name
+        self.gpio = board.gpio
+
+    def initial_levels(self) -> dict[str, bool]:
+        return self.board.initial_levels()
+
+    def read(self) -> Frame | None:
+        if self.frames is not None:
+            if self.frames == 0:
+                raise AudioDeviceError("capture on 'hw:CARD=Line' failed: No such device")
+            self.frames -= 1
+        return self.board.read()
+
+    def play(self, samples) -> None:  # type: ignore[no-untyped-def]
+        self.board.play(samples)
+
+    def set_led(self, name: str, on: bool) -> None:
+        self.board.set_led(name, on)
+
+    def close(self) -> None:
+        self.board.close()
+
+
+def _boards(stop: threading.Event, *boards: Callable[[], Vanishing]) -> Callable[[], Vanishing]:
+    """`open_board` for `serve`: each call the next board (or its error); when none is
+    left, the test is over: stop, and the card is gone."""
+    queue = list(boards)
+
+    def open_board() -> Vanishing:
+        if not queue:
+            stop.set()
+            raise AudioDeviceError("the test is over")
+        return queue.pop(0)()
+
+    return open_board
+
+
+def _missing() -> Vanishing:
+    raise AudioDeviceError("cannot open capture device 'hw:CARD=Line': No such device")
+
+
+def _config(cfg: Config, data: Path, text: str = CALL) -> Config:
+    return scenario_config(parse(text), cfg, data)
+
+
+def _sim_board(config: Config, pin_map: PinMap, text: str = CALL) -> SimBoard:
+    return SimBoard(compile_scenario(parse(text), config.line), pin_map)
+
+
+def _panel(pin_map: PinMap, lit: list[bool]) -> "Panel":
+    return Panel(pin_map, lit)
+
+
+class Panel(Gpio):
+    """The real GPIO code on mock pins; remembers whether `fault` was lit."""
+
+    def __init__(self, pin_map: PinMap, lit: list[bool]) -> None:
+        self.factory = MockFactory()
+        super().__init__(pin_map, self.factory)
+        self.fault_pin = self.factory.pin(pin_map.leds["fault"].gpio)
+        self.lit = lit
+
+    def close(self) -> None:
+        self.lit.append(bool(self.fault_pin.state))
+        super().close()
+        self.factory.close()
+
+
+def test_a_missing_audio_device_is_waited_out_then_the_call_is_recorded(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    config = _config(cfg, tmp_path)
+    keys.init_keys(tmp_path)
+    stop, lit = threading.Event(), []
+    line = _boards(stop, _missing, _missing, lambda: Vanishing(_sim_board(config, pin_map)))
+    serve(config, line, lambda: _panel(pin_map, lit), stop, retry_every=0.05)
+    assert lit == [True, True, True]  # fault lit while it waited, twice, and at the end
+    with Catalog.open(tmp_path) as catalog:
+        (call,) = catalog.calls()
+        status = catalog.status("recorder")
+    assert (call["consent"], call["status"]) == ("granted", "finished")
+    assert call["audio_seconds"] > 5
+    assert status is not None and status[0] == {"state": "stopped"}
+
+
+def test_audio_vanishing_mid_call_finalises_the_recording_and_retries(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    config = _config(cfg, tmp_path)
+    keys.init_keys(tmp_path)
+    stop, lit, quiet = threading.Event(), [], "wait 2\n"
+    line = _boards(
+        stop,
+        lambda: Vanishing(_sim_board(config, pin_map), 350),  # gone 3 s into the recording
+        lambda: Vanishing(_sim_board(config, pin_map, quiet)),  # back
+    )
+    serve(config, line, lambda: _panel(pin_map, lit), stop, retry_every=0.05)
+    assert lit == [True, True]
+    with Catalog.open(tmp_path) as catalog:
+        (call,) = catalog.calls()
+    assert (call["consent"], call["status"], call["recorded"]) == ("granted", "finished", 1)
+    assert 1.5 < call["audio_seconds"] < 4.5  # what was captured before the card went
+
+
+def test_no_keys_yet_is_a_fault_until_setup_makes_them(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    config = _config(cfg, tmp_path)
+    stop, lit = threading.Event(), []
+
+    def panel() -> Panel:
+        if len(lit) == 2:  # the owner finishes setup while the recorder waits
+            keys.init_keys(tmp_path)
+        return _panel(pin_map, lit)
+
+    line = _boards(stop, lambda: Vanishing(_sim_board(config, pin_map)))
+    serve(config, line, panel, stop, retry_every=0.05)
+    assert lit == [True, True, True, True]
+    with Catalog.open(tmp_path) as catalog:
+        assert next(catalog.calls())["consent"] == "granted"
+
+
+def test_capture_keeps_every_frame_while_the_main_loop_stalls(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    config = _config(cfg, tmp_path)
+    board = _sim_board(config, pin_map)
+    expected = round(board.script.duration * 50)
+    with Capture(board) as capture:
+        time.sleep(0.5)  # a slow fsync: capture goes on meanwhile
+        frames = []
+        while (frame := capture.read()) is not None:
+            frames.append(frame)
+        assert capture.read() is None  # stays ended
+    assert len(frames) == expected and capture.xruns == 0
+    assert all(abs(a.end - b.t) < 1e-9 for a, b in itertools.pairwise(frames))
+    board.close()
+
+
+def test_capture_counts_what_it_had_to_drop(cfg: Config, pin_map: PinMap, tmp_path: Path) -> None:
+    config = _config(cfg, tmp_path)
+    board = _sim_board(config, pin_map)
+    with Capture(board, backlog=1.0) as capture:  # room for 50 frames
+        time.sleep(0.5)
+        frames = []
+        while (frame := capture.read()) is not None:
+            frames.append(frame)
+    total = round(board.script.duration * 50)
+    assert len(frames) == 50 and capture.xruns == total - 50
+    board.close()
+
+
+def test_a_board_error_reaches_the_main_loop_after_the_frames_before_it(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    config = _config(cfg, tmp_path)
+    board = Vanishing(_sim_board(config, pin_map), 20)
+    with Capture(board) as capture:
+        frames = [capture.read() for _ in range(20)]
+        with pytest.raises(AudioDeviceError):
+            capture.read()
+    assert all(f is not None for f in frames)
+    board.close()
+
+
+def test_settings_from_the_web_page_apply_between_calls(cfg: Config, tmp_path: Path) -> None:
+    keys.init_keys(tmp_path)
+    with Catalog.open(tmp_path) as catalog:
+        catalog.set_setting("consent.profile", "beep", by="owner")
+        catalog.set_setting("consent.mute_max_s", "ten minutes", by="owner")  # rejected
+        catalog.set_setting("business_name", "Acme Plumbing", by="owner")  # not the recorder's
+    result = simulate(parse("wait 3\n" + CALL.replace("press 1\n", "")), cfg, data_dir=tmp_path)
+    assert not result.failures
+    (call,) = result.calls
+    assert (call["profile"], call["consent"], call["recorded"]) == ("beep", "not-asked", True)
+
+
+def test_an_unsynchronised_clock_lights_fault_and_marks_the_calls(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    from appliance.recorder.recorder import Recorder
+
+    config = _config(cfg, tmp_path)
+    keys.init_keys(tmp_path)
+    board = _sim_board(config, pin_map)
+    with Catalog.open(tmp_path) as catalog:
+        recorder = Recorder(
+            config, board, catalog, keys.read_recipients(tmp_path), clock_synced=lambda: False
+        )
+        recorder.run()
+        assert board.gpio.leds["fault"].value == 1
+        assert "clock" in recorder.status()["faults"]
+        assert next(catalog.calls())["clock_synced"] == 0
+    board.close()
