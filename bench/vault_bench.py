@@ -3,7 +3,7 @@
 An hour of µ-law audio (28.8 MB) is written through `RecordingWriter` in 20 ms frames to a
 temporary folder, with every disk write counted through the `Disk` seam (journal
 included), then read back through `RecordingReader`. Then a 3-minute recording is cut at
-random disk operations by the test suite's `CrashDisk` (files back to their last fsync,
+random disk operations by the simulator's `CrashDisk` (files back to their last fsync,
 unsynced renames undone), recovered, and the audio lost is measured against what
 `write()` had accepted. Prints:
 
@@ -19,15 +19,13 @@ unsynced renames undone), recovered, and the audio lost is measured against what
 import argparse
 import contextlib
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from appliance.scenario.power import PAGE, CrashDisk, PowerCut
 from appliance.vault.age import CHUNK, Identity, Recipient
 from appliance.vault.recording import (
     OS_DISK,
@@ -38,7 +36,6 @@ from appliance.vault.recording import (
     find_interrupted,
     recover,
 )
-from tests.vault.conftest import PAGE, CrashDisk, PowerCut
 
 FRAME = 160  # 20 ms
 

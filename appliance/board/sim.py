@@ -45,6 +45,7 @@ class LineScript:
     audio: tuple[AudioSpan, ...] = ()
     noise_rms: float = 0.0
     seed: int = 0
+    power_cuts: tuple[float, ...] = ()  # when the box loses power and starts again
 
 
 class _ScenarioPin(MockPin):  # type: ignore[misc]
@@ -156,6 +157,15 @@ class SimBoard:
 
     def play(self, samples: NDArray[np.float64]) -> None:
         self._playback.append(np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0))
+
+    def power_cycle(self) -> None:
+        """The box lost power and came back: nothing plays, the LEDs are dark, and the
+        inputs' levels now are the ones a starting recorder finds (the line went on)."""
+        self._playback.clear()
+        for led in self.gpio.leds.values():
+            led.off()
+        self.gpio.take_edges(until=float("inf"))
+        self._initial = self.gpio.levels()
 
     def set_led(self, name: str, on: bool) -> None:
         self.gpio.leds[name].value = on

@@ -53,7 +53,7 @@ from appliance.vault import age
 from appliance.vault.calls import store_finished
 from appliance.vault.catalog import Catalog
 from appliance.vault.reconcile import RECORDINGS
-from appliance.vault.recording import DiskFullError, RecordingWriter
+from appliance.vault.recording import OS_DISK, Disk, DiskFullError, RecordingWriter
 from appliance.vault.seal import Sealer
 
 log = logging.getLogger("appliance.recorder")
@@ -89,11 +89,13 @@ class Recorder:
         on_output: Callable[[float, Any], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
         clock_synced: Callable[[], bool] = clock.synchronised,
+        disk: Disk = OS_DISK,
     ) -> None:
         self.board = board
         self.catalog = catalog
         self.recipients = list(recipients)
         self.folder = Path(config.storage.data_dir) / RECORDINGS
+        self.disk = disk
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fs = config.line.dbm0_at_full_scale
         self.config = config
@@ -122,6 +124,13 @@ class Recorder:
         self._recording: _Recording | None = None
         self._finished: dict[str, Any] = {}
         self._muted = self._paused = False
+        # Muted or paused audio is written as silence from the exact board time the
+        # machine decided it, whichever block that sample arrives in (the masker runs
+        # DELAY behind): the changes wait here, and the spans are those applied.
+        self._quiet_changes: deque[tuple[float, bool]] = deque()
+        self._quiet = False  # as applied to the next sample written
+        self._quiet_spans: list[tuple[float, float]] = []
+        self._quiet_from: float | None = None  # the start of the span still open
         self._masked: list[tuple[float, float]] = []
         self._withdraw_last: tuple[str, float] | None = None
         # Board time of the masker's next output sample: it runs DELAY samples behind.
@@ -151,7 +160,7 @@ class Recorder:
         for event in sorted(events, key=lambda e: e.t):
             self._emit(event.t, event)
             self.state, actions = m.step(self.state, event, now, self.rules)
-            self._act(actions, now)
+            self._act(actions, event.t)
         self.state, actions = m.step(self.state, m.Tick(now), now, self.rules)
         self._act(actions, now)
         self._queue_playback(frame.audio.size)
@@ -167,20 +176,28 @@ class Recorder:
     ) -> None:
         """Process the board's frames (or those `read` returns) until the line ends or
         `should_stop`; then finalise what is open. `xruns` counts audio lost in capture."""
-        read = read or self.board.read
-        heartbeat = Heartbeat(self.catalog)
         try:
-            while not should_stop():
-                frames: list[Frame] = []
-                while len(frames) < self.frames_wanted() and (frame := read()) is not None:
-                    frames.append(frame)
-                if not frames:
-                    break
-                block = merge(frames)
-                self.process(block)
-                heartbeat.beat(block.end, self.status() | {"xruns": xruns()})
+            self.follow(read or self.board.read, should_stop, xruns)
         finally:
             self.close()
+
+    def follow(
+        self,
+        read: Callable[[], Frame | None],
+        should_stop: Callable[[], bool] = lambda: False,
+        xruns: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """`run` without the finalising: what a power cut leaves (the simulator's)."""
+        heartbeat = Heartbeat(self.catalog)
+        while not should_stop():
+            frames: list[Frame] = []
+            while len(frames) < self.frames_wanted() and (frame := read()) is not None:
+                frames.append(frame)
+            if not frames:
+                return
+            block = merge(frames)
+            self.process(block)
+            heartbeat.beat(block.end, self.status() | {"xruns": xruns()})
 
     def frames_wanted(self) -> int:
         """How many board frames the next block takes: one while playing, asking for
@@ -291,9 +308,39 @@ class Recorder:
         self._masked += spans
         if self._held is not None:
             self._held.append(masked)
-        if self._recording is None or self._paused:
+        if self._recording is not None:
+            self._write(self._silence_quiet(masked, self._masked_at - masked.size / RATE))
+        else:
+            self._quiet_changes.clear()
+
+    def _silence_quiet(self, block: NDArray[np.float64], t0: float) -> NDArray[np.float64]:
+        """`block` (starting at board time `t0`) with its muted and paused samples zeroed."""
+        if not self._quiet_changes and not self._quiet:
+            return block
+        quiet = np.zeros(block.size, dtype=bool)
+        start = 0
+        while self._quiet_changes and self._quiet_changes[0][0] < t0 + block.size / RATE:
+            t, now_quiet = self._quiet_changes.popleft()
+            at = min(block.size, max(start, round((t - t0) * RATE)))
+            quiet[start:at] = self._quiet
+            self._quiet, start = now_quiet, at
+        quiet[start:] = self._quiet
+        return np.where(quiet, 0.0, block)
+
+    def _set_quiet(self, muted: bool, paused: bool, t: float) -> None:
+        """Mute or pause (or undo either) from board time `t`, or from the next sample
+        still to be written when `t` is already past."""
+        was = self._muted or self._paused
+        self._muted, self._paused = muted, paused
+        if was == (muted or paused):
             return
-        self._write(np.zeros(masked.size) if self._muted else masked)
+        at = max(t, self._masked_at)
+        self._quiet_changes.append((at, not was))
+        if not was:
+            self._quiet_from = at
+        elif self._quiet_from is not None:
+            self._quiet_spans.append((self._quiet_from, at))
+            self._quiet_from = None
 
     def _write(self, block: NDArray[np.float64]) -> None:
         recording = self._recording
@@ -327,9 +374,9 @@ class Recorder:
             elif isinstance(action, m.StartRecording):
                 self._start_recording(action.include_held, now)
             elif isinstance(action, m.MuteRecording | m.UnmuteRecording):
-                self._muted = isinstance(action, m.MuteRecording)
+                self._set_quiet(isinstance(action, m.MuteRecording), self._paused, now)
             elif isinstance(action, m.PauseRecording | m.ResumeRecording):
-                self._paused = isinstance(action, m.PauseRecording)
+                self._set_quiet(self._muted, isinstance(action, m.PauseRecording), now)
             elif isinstance(action, m.StopRecording):
                 self._stop_recording(action.keep, action.reason)
             elif isinstance(action, m.SetLed):
@@ -348,16 +395,22 @@ class Recorder:
         call = self.state.call
         started = call.started_at if call else now
         call_id = self._new_call_id(started)
-        writer = RecordingWriter(str(self.folder), call_id, self.recipients)
-        self.catalog.insert_call(
-            {
-                "id": call_id,
-                "started_at": self._wall0 + started,
-                "status": "recording",
-                "recorded": 1,
-                "file": f"{RECORDINGS}/{call_id}.age",
-            }
-        )
+        writer = RecordingWriter(str(self.folder), call_id, self.recipients, self.disk)
+        with self.catalog.db.atomic():  # what consent allowed, before the first byte of audio
+            self.catalog.insert_call(
+                {
+                    "id": call_id,
+                    "direction": call.direction if call else None,
+                    "started_at": self._wall0 + started,
+                    "profile": self.rules.profile.name,
+                    "consent": call.consent if call else None,
+                    "status": "recording",
+                    "recorded": 1,
+                    "file": f"{RECORDINGS}/{call_id}.age",
+                }
+            )
+            if call is not None:
+                self._store_receipt(call_id, call)
         self._recording = _Recording(
             call_id, writer, self._held_from if include_held else self._masked_at
         )
@@ -365,7 +418,9 @@ class Recorder:
             for block in self._held:
                 self._write(block)
         self._held = None
-        self._muted = self._paused = False
+        self._muted = self._paused = self._quiet = False
+        self._quiet_changes.clear()
+        self._quiet_spans, self._quiet_from = [], None
         self._masked = []
 
     def _stop_recording(self, keep: bool, reason: str) -> None:
@@ -420,7 +475,7 @@ class Recorder:
             "consent": record.consent,
             "recorded": int(done.get("audio_seconds", 0.0) > 0),
             "audio_seconds": done.get("audio_seconds", 0.0),
-            "muted_spans": relative(record.muted_spans) if done else "[]",
+            "muted_spans": relative(self._closed_quiet_spans(record)) if done else "[]",
             "masked_spans": relative(self._masked) if done else "[]",
             "reason": record.reason,
             "clock_synced": int("clock" not in self._faults),
@@ -432,27 +487,38 @@ class Recorder:
                 self.catalog.insert_call({"id": call_id, "status": "not-recorded", **fields})
             else:
                 self.catalog.update_call(call_id, fields)
-            if record.announced_at is not None:
-                self.catalog.db.table("receipts").upsert(
-                    {
-                        "call_id": call_id,
-                        "profile": record.profile,
-                        "announcement_sha256": self._announced,
-                        "played_at": self._wall0 + record.announced_at,
-                        "decided_at": None
-                        if record.decided_at is None
-                        else self._wall0 + record.decided_at,
-                        "outcome": record.consent,
-                        "digit": record.digit,
-                        "level_dbm0": record.level_dbm0,
-                        "likely_local": None
-                        if record.likely_local is None
-                        else int(record.likely_local),
-                    },
-                    pk="call_id",
-                )
+            self._store_receipt(call_id, record)
         self._masked = []
         log.info("call %s ended: %s, consent %s", call_id, record.direction, record.consent)
+
+    def _closed_quiet_spans(self, record: m.CallRecord) -> list[tuple[float, float]]:
+        """The muted and paused spans as written; one still open ends with the call."""
+        if self._quiet_from is None:
+            return self._quiet_spans
+        end = record.ended_at if record.ended_at is not None else self._now
+        return [*self._quiet_spans, (self._quiet_from, max(self._quiet_from, end))]
+
+    def _store_receipt(self, call_id: str, record: m.CallRecord) -> None:
+        """The consent receipt: stored when recording starts, and again when the call ends."""
+        if record.announced_at is None:
+            return
+        wall = self._wall0
+        self.catalog.db.table("receipts").upsert(
+            {
+                "call_id": call_id,
+                "profile": record.profile,
+                "announcement_sha256": self._announced,
+                "played_at": wall + record.announced_at,
+                "decided_at": None
+                if record.decided_at is None
+                else self._wall0 + record.decided_at,
+                "outcome": record.consent,
+                "digit": record.digit,
+                "level_dbm0": record.level_dbm0,
+                "likely_local": None if record.likely_local is None else int(record.likely_local),
+            },
+            pk="call_id",
+        )
 
     def _emit(self, t: float, item: Any) -> None:
         if self.on_output is not None and not isinstance(item, m.Tick):

@@ -6,33 +6,87 @@ expect events OffHook PulseDigit(digit=4) HookFlash OnHook
     number within 0.02 (a time or a length in seconds)
 expect no HookFlash
     no event of that kind
+expect calls 2
+expect call 1 consent=granted recorded=true
+    how many calls, and fields of a call's record (`--json`)
+expect recording 1 starts-with-announcement quiet-spans
+    call 1's recording, opened with the simulated box's recovery key: it opens with the
+    announcement's echo; its muted and masked spans are silent and no DTMF receiver finds
+    a digit in it
+expect recording 2 none
+    no file of call 2 was ever kept on the disk (a refusal)
+expect no-trace 4111111111111111 4111
+    the text is in no file of the data folder, no event or action printed, no log line
+expect log "already under way"
+    a log line holds the text
+expect actions PlayAnnouncement=1 StartRecording=1
+    how many times the recorder carried out each action
+expect call 1 muted_seconds~8 masked_count=0
+    fields made from the spans of the record
 """
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from appliance.call.announce import OWNER_ANNOUNCEMENTS, load_announcement
+from appliance.dsp import RATE
+from appliance.dsp.dtmf import decode
+from appliance.dsp.g711 import ulaw_decode
 from appliance.events import LineEvent
 from appliance.scenario.parse import Command, Scenario
+from appliance.vault.age import Identity
+from appliance.vault.reconcile import RECORDINGS
+from appliance.vault.recording import RecordingReader
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a simulation left: to be checked against the scenario's `expect` lines."""
+
+    events: list[LineEvent]
+    calls: list[dict[str, Any]]
+    printed: str  # the events and actions as `--events` prints them, and the log lines
+    data_dir: Path
+    identities: list[Identity]  # the simulated box's recovery identity, when it made one
+
 
 _ITEM = re.compile(r"^(\w+)(?:\((.*)\))?$")
 LEFT_OUT = {"RingBurstEnded"}
 
 
-def check_expectations(
-    scenario: Scenario, events: list[LineEvent], calls: list[dict[str, Any]] | None = None
-) -> list[str]:
+def check_expectations(scenario: Scenario, outcome: Outcome) -> list[str]:
     failures = []
     for command in scenario.commands:
         if command.verb != "expect":
             continue
-        problem = _check(command, events, calls or [])
+        problem = _check(command, outcome)
         if problem:
             failures.append(f"{command.where()}: {problem}")
     return failures
 
 
-def _check(command: Command, events: list[LineEvent], calls: list[dict[str, Any]]) -> str | None:
+def _check(command: Command, outcome: Outcome) -> str | None:
     kind, items = command.args[0], command.args[1:]
+    events, calls = outcome.events, outcome.calls
+    if kind == "recording":
+        return _check_recording(command, outcome)
+    if kind == "no-trace":
+        return _check_no_trace(items, outcome)
+    if kind == "log":
+        text = " ".join(items)
+        return None if text in outcome.printed else f"no log line holds {text!r}"
+    if kind == "actions":
+        wrong = []
+        for name, (_, expected) in _fields(command, " ".join(items)).items():
+            done = outcome.printed.count(f'"action": "{name}"')
+            if str(done) != expected:
+                wrong.append(f"{name}={done}")
+        return f"actions {', '.join(wrong)}" if wrong else None
     if kind == "calls":
         count = int(command.number(1, "the number of calls", 0, 10_000))
         return None if len(calls) == count else f"expected {count} calls; got {len(calls)}"
@@ -40,7 +94,7 @@ def _check(command: Command, events: list[LineEvent], calls: list[dict[str, Any]
         index = int(command.number(1, "the call's number", 1, 10_000))
         if index > len(calls):
             return f"expected a call {index}; got {len(calls)} calls"
-        call = calls[index - 1]
+        call = calls[index - 1] | _derived(calls[index - 1])
         wrong = [
             f"{key}={_text(call.get(key))}"
             for key, (op, value) in _fields(command, " ".join(items[1:])).items()
@@ -65,8 +119,93 @@ def _check(command: Command, events: list[LineEvent], calls: list[dict[str, Any]
             else None
         )
     raise command.error(
-        f"`expect {kind}` is not known", hint="expect events | no | calls | call N ..."
+        f"`expect {kind}` is not known",
+        hint="expect events | no | calls | call N ... | recording N ... | no-trace | log",
     )
+
+
+def _derived(call: dict[str, Any]) -> dict[str, Any]:
+    """Fields made from the record's spans, for `expect call N muted_seconds~8`."""
+    return {
+        "muted_seconds": round(sum(b - a for a, b in call.get("muted_spans") or []), 3),
+        "masked_count": len(call.get("masked_spans") or []),
+    }
+
+
+RECORDING_CHECKS = ("starts-with-announcement", "quiet-spans", "none")
+QUIET = 1e-3  # full scale: about -60 dBFS
+ENVELOPE_MATCH = 0.8  # correlation of the first seconds' envelopes
+
+
+def _check_recording(command: Command, outcome: Outcome) -> str | None:
+    index = int(command.number(1, "the call's number", 1, 10_000))
+    checks = command.args[2:]
+    unknown = [c for c in checks if c not in RECORDING_CHECKS]
+    if unknown or not checks:
+        raise command.error(
+            f"`expect recording N` checks {', '.join(RECORDING_CHECKS)}, not {unknown}"
+        )
+    if index > len(outcome.calls):
+        return f"expected a call {index}; got {len(outcome.calls)} calls"
+    call = outcome.calls[index - 1]
+    files = list((outcome.data_dir / RECORDINGS).glob(f"{call['id']}*"))
+    if "none" in checks:
+        return f"call {index} left {[f.name for f in files]} on the disk" if files else None
+    if not outcome.identities:
+        return "the recording cannot be opened: the simulation did not make this box's keys"
+    audio = _audio(outcome, call)
+    problems = []
+    if "starts-with-announcement" in checks:
+        folder = outcome.data_dir / OWNER_ANNOUNCEMENTS
+        announcement = load_announcement(str(call["profile"]), folder)
+        until = min([start for start, _ in call["masked_spans"]], default=None)  # the answer
+        match = _envelope_match(audio, announcement, until)
+        if match < ENVELOPE_MATCH:
+            problems.append(f"it does not open with the announcement (match {match:.2f})")
+    if "quiet-spans" in checks:
+        for start, end in call["muted_spans"] + call["masked_spans"]:
+            span = audio[round(start * RATE) : round(end * RATE)]
+            if np.max(np.abs(span), initial=0.0) >= QUIET:
+                problems.append(f"the span {start}-{end} s is not silent")
+        if decode(audio):
+            problems.append("a DTMF receiver finds digits in it")
+    return f"call {index}'s recording: {'; '.join(problems)}" if problems else None
+
+
+def _audio(outcome: Outcome, call: dict[str, Any]) -> NDArray[np.float64]:
+    path = outcome.data_dir / RECORDINGS / f"{call['id']}.age"
+    with RecordingReader(str(path), outcome.identities) as reader:
+        mulaw = reader.read_mulaw(0, reader.audio_bytes)
+    return np.asarray(ulaw_decode(np.frombuffer(mulaw, np.uint8)), dtype=np.float64)
+
+
+def _envelope_match(
+    audio: NDArray[np.float64], announcement: NDArray[np.float64], until: float | None
+) -> float:
+    """How well the recording's first seconds (up to the consent key, when it barged in)
+    follow the announcement's envelope: it holds the announcement's echo from the line
+    (10 dB down, filtered by the hybrid)."""
+    seconds = min(4.0, announcement.size / RATE, until or 4.0)
+    n = int(seconds * 20) * 400  # 50 ms frames
+    if n < 8 * 400:
+        return 0.0  # under 0.4 s: too short to tell
+
+    def envelope(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(np.sqrt(np.mean(x[:n].reshape(-1, 400) ** 2, axis=1)), np.float64)
+
+    start = int(np.argmax(np.abs(audio) > QUIET))
+    if audio.size - start < n:
+        return 0.0
+    return float(np.corrcoef(envelope(audio[start:]), envelope(announcement))[0, 1])
+
+
+def _check_no_trace(needles: tuple[str, ...], outcome: Outcome) -> str | None:
+    found = [n for n in needles if n in outcome.printed]
+    for path in outcome.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [f"{n} in {path.name}" for n in needles if n.encode() in data]
+    return f"found {', '.join(found)}" if found else None
 
 
 APPROX = 0.02

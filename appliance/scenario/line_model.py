@@ -11,6 +11,7 @@ sensor. Hook and dial contacts bounce.
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +22,10 @@ from appliance.config import LineConfig
 from appliance.country import RING_CADENCES, Country, Tone, country
 from appliance.dsp import RATE
 from appliance.dsp.levels import noise_rms
-from appliance.dsp.tones import cadenced, dtmf
+from appliance.dsp.progress import CAS_HZ
+from appliance.dsp.tones import cadenced, dtmf, tone
+from appliance.dsp.wav import read_line_audio
+from appliance.errors import AudioFileError
 from appliance.events import Edge
 from appliance.scenario.parse import Command, Scenario
 from appliance.scenario.sounds import speech
@@ -61,6 +65,7 @@ class _Line:
     levels: dict[str, bool] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
     audio: list[AudioSpan] = field(default_factory=list)
+    power_cuts: list[float] = field(default_factory=list)
 
     def steady(self) -> dict[str, bool]:
         return {
@@ -145,6 +150,7 @@ def compile_scenario(scenario: Scenario, line_config: LineConfig, seed: int = 1)
         audio=tuple(line.audio),
         noise_rms=noise_rms(line.kind.noise_dbm0, line.dbm0_fs),
         seed=seed,
+        power_cuts=tuple(line.power_cuts),
     )
 
 
@@ -211,6 +217,12 @@ def _apply(line: _Line, c: Command) -> None:
     elif verb == "polarity-reversal":
         _reverse_polarity(line)
         line.advance(0.1)
+    elif verb == "say":
+        _say(line, c)
+    elif verb == "call-waiting":
+        _call_waiting(line, c)
+    elif verb == "power-cut":
+        line.power_cuts.append(line.t)
 
 
 def _set_line_kind(line: _Line, c: Command) -> None:
@@ -356,6 +368,33 @@ def _far_hangup(line: _Line, c: Command) -> None:
     if line.off_hook:
         line.tone = (line.place.reorder, line.t)
     line.advance(0.1)
+
+
+def _say(line: _Line, c: Command) -> None:
+    """A WAV file on the line as the far end's voice: its full scale is the codec's."""
+    path = Path(c.args[0])
+    if not path.is_absolute() and c.source != "<scenario>":
+        path = Path(c.source).parent / path
+    try:
+        samples = read_line_audio(path)
+    except AudioFileError as exc:
+        raise c.error(str(exc), hint=exc.hint) from None
+    line.add_audio(line.t, samples)
+    line.advance(samples.size / RATE)
+
+
+def _call_waiting(line: _Line, c: Command) -> None:
+    """A second caller during the call: the exchange's subscriber alert (440 Hz, 300 ms,
+    heard by the local party) and, 0.5 s later, the CPE alert signal (2130 + 2750 Hz,
+    80 ms) that tells the phone to listen."""
+    if not line.off_hook:
+        raise c.error("call waiting needs a call in progress (`offhook` first)")
+    if c.args:
+        raise c.error("`call-waiting` takes no arguments yet")
+    line.add_audio(line.t, tone((440.0,), 0.3, (-13.0,), line.dbm0_fs))
+    line.advance(0.8)
+    line.add_audio(line.t, tone(CAS_HZ, 0.08, (-15.0, -15.0), line.dbm0_fs))
+    line.advance(0.5)
 
 
 def _reverse_polarity(line: _Line) -> None:

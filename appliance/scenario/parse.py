@@ -6,11 +6,6 @@ from pathlib import Path
 
 from appliance.errors import ScenarioError
 
-NOT_YET = {
-    "power-cut": "power cuts arrive with the vault (encrypted recordings)",
-    "say": "playing a WAV file onto the line arrives with the WAV reader",
-}
-
 # verb: (minimum, maximum) number of arguments
 ARITY: dict[str, tuple[int, int]] = {
     "country": (1, 1),
@@ -31,6 +26,10 @@ ARITY: dict[str, tuple[int, int]] = {
     "polarity-reversal": (0, 0),
     "fax": (0, 1),
     "modem": (0, 1),
+    "say": (1, 1),
+    "call-waiting": (0, 3),
+    "power-cut": (0, 0),
+    "setting": (2, 2),
     "expect": (1, 99),
 }
 
@@ -89,8 +88,6 @@ def parse(text: str, source: str = "<scenario>") -> Scenario:
 
 def _check(command: Command) -> None:
     verb = command.verb
-    if verb in NOT_YET:
-        raise command.error(f"`{verb}` is not yet supported: {NOT_YET[verb]}")
     if verb not in ARITY:
         raise command.error(f"unknown verb `{verb}`", hint=f"verbs: {', '.join(sorted(ARITY))}")
     low, high = ARITY[verb]

@@ -6,10 +6,13 @@ appliance runs on a Pi: the line layer, the DSP, the call machine, the vault. `e
 lines are checked against the line events and the call records that came out.
 """
 
+import contextlib
 import dataclasses
+import json
+import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +22,18 @@ from appliance.board.pins import load_pin_map
 from appliance.board.sim import SimBoard
 from appliance.call.profiles import for_jurisdiction
 from appliance.clock import MonotonicClock
-from appliance.config import Config
+from appliance.config import Config, parse_override
 from appliance.events import LineEvent
-from appliance.recorder.recorder import Recorder
-from appliance.scenario.expect import check_expectations
+from appliance.recorder.recorder import Recorder, describe
+from appliance.scenario.expect import Outcome, check_expectations
 from appliance.scenario.line_model import compile_scenario
 from appliance.scenario.parse import Scenario, parse_file
+from appliance.scenario.power import CrashDisk
 from appliance.vault import age, keys
 from appliance.vault.calls import list_calls
 from appliance.vault.catalog import Catalog
 from appliance.vault.reconcile import reconcile
+from appliance.vault.recording import OS_DISK
 
 RECORD_FIELDS = (
     "id",
@@ -45,6 +50,7 @@ RECORD_FIELDS = (
     "muted_spans",
     "masked_spans",
     "reason",
+    "status",
 )
 
 
@@ -110,30 +116,62 @@ def _simulate(
     script = compile_scenario(scenario, config.line)
     board = SimBoard(script, load_pin_map(config.board.pin_map or None))
     events: list[LineEvent] = []
+    printed: list[str] = []
 
     def output(t: float, item: Any) -> None:
         if isinstance(item, LineEvent):
             events.append(item)
+        line = describe(t, item)
+        if line is not None:
+            printed.append(json.dumps(line))
         if on_output is not None:
             on_output(t, item)
 
     wall = MonotonicClock()
     started = wall.now()
-    with Catalog.open(data_dir) as catalog:
-        reconcile(catalog, data_dir)
-        before = {row["id"] for row in catalog.calls()}
-        recipients = keys.read_recipients(data_dir)
-        # A simulated box's clock is synchronised, whatever this machine's is.
-        recorder = Recorder(config, board, catalog, recipients, output, clock_synced=lambda: True)
+    cuts = list(script.power_cuts)
+    board_time = 0.0
 
-        def read() -> Frame | None:
-            frame = board.read()
-            if realtime and frame is not None:
+    def read() -> Frame | None:
+        """The board's next frame; None at the next power cut (the box goes dark)."""
+        nonlocal board_time
+        if cuts and board_time >= cuts[0] - 1e-9:
+            return None
+        frame = board.read()
+        if frame is not None:
+            board_time = frame.end
+            if realtime:
                 time.sleep(max(0.0, started + frame.end - wall.now()))
-            return frame
+        return frame
 
+    with _captured_log(printed):
+        with Catalog.open(data_dir) as catalog:
+            before = {row["id"] for row in catalog.calls()}
+            _store_settings(scenario, catalog)
         try:
-            recorder.run(read)
+            while True:
+                disk = CrashDisk() if cuts else OS_DISK
+                with Catalog.open(data_dir) as catalog:
+                    reconcile(catalog, data_dir)
+                    recipients = keys.read_recipients(data_dir)
+                    # A simulated box's clock is synchronised, whatever this machine's is.
+                    recorder = Recorder(
+                        config,
+                        board,
+                        catalog,
+                        recipients,
+                        output,
+                        clock_synced=lambda: True,
+                        disk=disk,
+                    )
+                    if not cuts:
+                        recorder.run(read)
+                        break
+                    recorder.follow(read)  # then the power goes: nothing more is written
+                assert isinstance(disk, CrashDisk)
+                disk.crash()
+                cuts.pop(0)
+                board.power_cycle()
         finally:
             board.close()
     calls = tuple(
@@ -141,7 +179,36 @@ def _simulate(
         for row in reversed(list_calls(data_dir, identities))
         if row["id"] not in before  # this scenario's calls only
     )
-    failures = check_expectations(scenario, events, list(calls))
+    outcome = Outcome(events, list(calls), "\n".join(printed), data_dir, identities)
+    failures = check_expectations(scenario, outcome)
     return Simulation(
         scenario.source, tuple(events), calls, tuple(failures), script.duration, str(data_dir)
     )
+
+
+def _store_settings(scenario: Scenario, catalog: Catalog) -> None:
+    """`setting KEY VALUE` lines: stored as the web page stores the owner's settings."""
+    for command in scenario.commands:
+        if command.verb == "setting":
+            key, raw = command.args
+            value = parse_override(f"{key}={raw}")[key.partition(".")[0]][key.partition(".")[2]]
+            catalog.set_setting(key, value, by="scenario")
+
+
+@contextlib.contextmanager
+def _captured_log(lines: list[str]) -> Iterator[None]:
+    """Every log line the appliance writes during the run, for `expect` to search."""
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("appliance")
+    handler, level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -21,7 +21,7 @@ def test_comments_quotes_and_case() -> None:
     [
         ("hop 3", "<scenario>:1: unknown verb `hop`"),
         ("wait", "`wait` takes 1 to 1 arguments, not 0"),
-        ("power-cut", "`power-cut` is not yet supported"),
+        ("power-cut twice", "`power-cut` takes 0 to 0 arguments, not 1"),
         ('say "unterminated', "No closing quotation"),
     ],
 )
