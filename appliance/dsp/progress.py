@@ -26,14 +26,20 @@ ends before the answerer's speech starts. The activity detector compares the ban
 with the noise floor (the lowest 80 ms average of the last 3 s; a -60 dBm0 line is assumed
 for the first second) and ignores frames near a tone.
 
+Cost: the low-pass outputs are only read every 10 ms, so those filters run a frame at a
+time (`_chunk_maps`: the same filters, the same numbers to ~1e-12, as matrix products),
+a whole block of chunks goes through each numpy call, and the per-frame Python of the tone
+groups runs only while some group has something to do (bench/progress_bench.py).
+
 Pure: no IO and no clock; time is the sample count / 8000, so the same stream gives the
 same events whatever the block sizes (all filters carry their state, frames sit on
-absolute sample positions, samples are analysed in 100 ms chunks counted from the start).
+absolute sample positions, samples are analysed in 100 ms chunks counted from the start,
+and every matrix product has the same shape whatever the blocks).
 """
 
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -59,6 +65,7 @@ HOP = 80
 """Samples between decisions (10 ms)."""
 CHUNK = 800
 """Samples analysed at a time (100 ms), counted from the start of the stream."""
+FRAMES = CHUNK // HOP
 
 CNG_HZ = (1100.0,)
 CNG_CADENCE = (0.5, 3.0)
@@ -179,6 +186,54 @@ def _half_delay(sos: Array) -> float:
     i = int(np.argmax(step >= 0.5 * step[-1]))
     frac = (0.5 * step[-1] - step[i - 1]) / (step[i] - step[i - 1])
     return float(i - 1 + frac) / RATE
+
+
+def _state_space(sos: Array) -> tuple[Array, Array, Array, float]:
+    """The cascade `sos` as x' = A x + B u, y = C x + D u: the arithmetic of `sosfilt`
+    (transposed direct form II), each section fed the output of the ones before it."""
+    order = 2 * sos.shape[0]
+    a, b, c, d = np.zeros((order, order)), np.zeros(order), np.zeros(order), 1.0
+    for s, (b0, b1, b2, _, a1, a2) in enumerate(sos):
+        i = slice(2 * s, 2 * s + 2)
+        into = np.array([b1 - a1 * b0, b2 - a2 * b0])  # how the section's input enters its state
+        a[i] = np.outer(into, c)
+        a[i, i] += [[-a1, 1.0], [-a2, 0.0]]
+        b[i] = into * d
+        c = b0 * c
+        c[2 * s] += 1.0
+        d = b0 * d
+    return a, b, c, d
+
+
+def _chunk_maps(sos: Array) -> tuple[Array, Array]:
+    """A low-pass filter whose output is only read at the end of each frame, as two products.
+
+    `frame` (HOP x order + 1) takes a frame's samples to what they add to the state at the
+    frame's end, and to the output at its last sample. `chunk` (FRAMES + order x order +
+    FRAMES * (order + 1)) takes the state at a chunk's start and the frame products of its
+    frames to each frame's output and the state at the chunk's end. The same filter as
+    `sosfilt` sample by sample (to ~1e-12), for a fraction of the work: the 16 and 64 Hz
+    filters need no more than the frame rate out."""
+    a, b, c, d = _state_space(sos)
+    n = a.shape[0]
+    powers = [np.eye(n)]
+    for _ in range(HOP):
+        powers.append(a @ powers[-1])
+    frame = np.zeros((HOP, n + 1))
+    for i in range(HOP):
+        frame[i, :n] = powers[HOP - 1 - i] @ b
+        frame[i, n] = c @ powers[HOP - 2 - i] @ b if i < HOP - 1 else d
+    chunk = np.zeros((FRAMES + n, n + FRAMES * (n + 1)))
+    state = np.zeros((n, chunk.shape[1]))  # the state at the start of frame k, as a map
+    state[:, :n] = np.eye(n)
+    for k in range(FRAMES):
+        col = n + k * (n + 1)
+        chunk[k] = c @ powers[HOP - 1] @ state
+        chunk[k, col + n] += 1.0
+        state = powers[HOP] @ state
+        state[:, col : col + n] += np.eye(n)
+    chunk[FRAMES:] = state
+    return frame, chunk
 
 
 @dataclass
@@ -379,7 +434,11 @@ class _Group:
 class _Vad:
     """Speech (or any activity that is not a tone) against the noise floor: the lowest
     power of the last few seconds, so a steady noise or hum of any level is not speech for
-    long, while speech, which pauses between syllables, stays above it."""
+    long, while speech, which pauses between syllables, stays above it.
+
+    A frame is judged `VAD_GUARD` frames late (it is gated when a tone is near it on either
+    side), a whole block of frames at a time: the smoothing, the floor's sliding minimum and
+    the voice test are array operations; only the runs of voice and silence are walked."""
 
     def __init__(self, minimum: float, lowest: float, prior: float, delay: float) -> None:
         self.minimum = minimum
@@ -389,42 +448,114 @@ class _Vad:
         self.streak = 0
         self.quiet = 0
         self.last_voice = 0
-        self._recent: deque[float] = deque()
-        # (frame, power), powers increasing: a sliding minimum. Until the line has been
-        # heard for a while, assume quiet line noise, so speech at the start is speech.
-        self._window: deque[tuple[int, float]] = deque([(_PRIOR_FRAMES - VAD_FLOOR_FRAMES, prior)])
+        self._next = 0  # the next frame to come in
+        # The last 2 * VAD_GUARD frames in (power, near a tone): judged once the frames after
+        # them are in. Frames before the first are silent and never judged.
+        self._power: Array = np.zeros(2 * VAD_GUARD)
+        self._tone: NDArray[np.bool_] = np.zeros(2 * VAD_GUARD, dtype=bool)
+        # The last powers that entered the smoothing, oldest first (zeros before the first).
+        self._recent: Array = np.zeros(VAD_SMOOTH)
+        self._heard = 0
+        # Levels of the frames before the next judged one, for the floor's sliding minimum
+        # (inf: no level). Until the line has been heard for a while, assume quiet line
+        # noise, so speech at the start is speech.
+        self._levels: Array = np.full(VAD_FLOOR_FRAMES - 1, np.inf)
+        first = VAD_GUARD - (VAD_FLOOR_FRAMES - 1)  # the frame of _levels[0]
+        self._levels[(_PRIOR_FRAMES - VAD_FLOOR_FRAMES) - first] = prior
 
-    def step(self, f: int, power: float, gated: bool) -> ProgressEvent | None:
-        if gated:
-            voice = False
+    def feed(self, power: Array, tone: NDArray[np.bool_] | None) -> list[tuple[int, ProgressEvent]]:
+        """The next frames' band power and whether a tone holds them (None: none does); the
+        events, each with the frame after which it was recognised."""
+        if power.size >= VAD_FLOOR_FRAMES:  # keeps the floor's window within one carry
+            h = power.size // 2
+            return self.feed(power[:h], None if tone is None else tone[:h]) + self.feed(
+                power[h:], None if tone is None else tone[h:]
+            )
+        f0 = self._next
+        self._next += power.size
+        ext_power = np.concatenate((self._power, power))  # frames f0 - 2 * VAD_GUARD on
+        self._power = ext_power[power.size :]
+        ext_tone = None
+        if tone is not None or self._tone.any():
+            ext_tone = np.concatenate(
+                (self._tone, np.zeros(power.size, bool) if tone is None else tone)
+            )
+            self._tone = ext_tone[power.size :]
+        e0 = max(f0 - VAD_GUARD, VAD_GUARD)  # frames judged now: e0 to e1 - 1
+        e1 = self._next - VAD_GUARD
+        if e1 <= e0:
+            return []
+        i0, i1 = e0 - f0 + 2 * VAD_GUARD, e1 - f0 + 2 * VAD_GUARD  # their place in ext_*
+        p = ext_power[i0:i1]
+        gated: NDArray[np.bool_] | None = None
+        if ext_tone is not None and ext_tone[i0 - VAD_GUARD :].any():
+            near = np.concatenate(([0], np.cumsum(ext_tone)))  # tone frames up to each
+            after, before = (
+                near[i0 + VAD_GUARD + 1 : i1 + VAD_GUARD + 1],
+                near[i0 - VAD_GUARD : i1 - VAD_GUARD],
+            )
+            gated = after > before
+        level = self._smooth(p if gated is None else p[~gated])
+        if gated is not None:
+            spread = np.full(p.size, np.inf)  # a gated frame puts no level in the window
+            spread[~gated] = level
+            level = spread
+        voice = p >= np.maximum(self._floor(level) * _SNR, self.minimum)
+        if gated is not None:
+            voice &= ~gated
+        return self._runs(e0, voice)
+
+    def _smooth(self, q: Array) -> Array:
+        """Each power averaged with the ones before it (up to VAD_SMOOTH), so one-frame dips
+        are no floor (sums of pairs of pairs: the same for a frame however blocks fall)."""
+        m = q.size
+        seq = np.concatenate((self._recent, q))
+        self._recent = seq[m:]
+        total = seq[:-1] + seq[1:]
+        total = total[:-2] + total[2:]
+        total = total[:-4] + total[4:]  # total[i]: the 8 values from seq[i]
+        total = total[1:]
+        if self._heard >= VAD_SMOOTH:
+            mean = total / float(VAD_SMOOTH)
         else:
-            recent = self._recent
-            recent.append(power)
-            if len(recent) > VAD_SMOOTH:
-                recent.popleft()
-            level = max(sum(recent) / len(recent), self.lowest)  # one-frame dips are no floor
-            window = self._window
-            while window and window[-1][1] >= level:
-                window.pop()
-            window.append((f, level))
-            while window[0][0] <= f - VAD_FLOOR_FRAMES:
-                window.popleft()
-            voice = power >= max(window[0][1] * _SNR, self.minimum)
-        if voice:
-            self.streak += 1
-            self.quiet = 0
-            self.last_voice = f
-            if not self.speaking and self.streak >= VAD_ONSET:
-                self.speaking = True
-                return SpeechStarted(self._time(f - VAD_ONSET + 1))
-            return None
-        self.streak = 0
-        if self.speaking:
-            self.quiet += 1
-            if self.quiet >= VAD_HANGOVER:
-                self.speaking = False
-                return SilenceStarted(self._time(self.last_voice + 1))
-        return None
+            mean = total / np.minimum(np.arange(self._heard + 1, self._heard + m + 1), VAD_SMOOTH)
+        self._heard += m
+        return np.maximum(mean, self.lowest)
+
+    def _floor(self, level: Array) -> Array:
+        """The lowest level of the VAD_FLOOR_FRAMES frames up to each one."""
+        # The window of frame i: the frames before from index i on, and the block up to i.
+        before = np.minimum.accumulate(self._levels[::-1])[::-1][: level.size]
+        run = np.minimum(np.minimum.accumulate(level), before)
+        self._levels = np.concatenate((self._levels, level))[-(VAD_FLOOR_FRAMES - 1) :]
+        return run
+
+    def _runs(self, e0: int, voice: NDArray[np.bool_]) -> list[tuple[int, ProgressEvent]]:
+        out: list[tuple[int, ProgressEvent]] = []
+        if not self.speaking and not voice.any():  # the quiet line: nothing to walk
+            self.streak = 0
+            return out
+        edges = np.flatnonzero(voice[1:] != voice[:-1]) + 1
+        for a, b in pairwise([0, *edges.tolist(), voice.size]):
+            if voice[a]:
+                if not self.speaking and self.streak + b - a >= VAD_ONSET:
+                    e = e0 + a + VAD_ONSET - self.streak - 1  # the frame that completes the onset
+                    out.append((e + VAD_GUARD, SpeechStarted(self._time(e - VAD_ONSET + 1))))
+                    self.speaking = True
+                self.streak += b - a
+                self.quiet = 0
+                self.last_voice = e0 + b - 1
+            else:
+                self.streak = 0
+                if self.speaking:
+                    if self.quiet + b - a >= VAD_HANGOVER:
+                        e = e0 + a + VAD_HANGOVER - self.quiet - 1
+                        out.append((e + VAD_GUARD, SilenceStarted(self._time(self.last_voice + 1))))
+                        self.speaking = False
+                        self.quiet = VAD_HANGOVER
+                    else:
+                        self.quiet += b - a
+        return out
 
     def _time(self, frame: int) -> float:
         return (frame * HOP + HOP - 1) / RATE - self.delay
@@ -475,26 +606,15 @@ class ProgressDetector:
         self.country = country
         self._hp = signal.butter(6, _HP_FC, "highpass", fs=RATE, output="sos")
         self._upper = signal.butter(4, _UPPER_FC, "highpass", fs=RATE, output="sos")
-        self._lp = {fc: signal.butter(4, fc, fs=RATE, output="sos") for fc in (_LOW_FC, _HIGH_FC)}
+        lp = {fc: signal.butter(4, fc, fs=RATE, output="sos") for fc in (_LOW_FC, _HIGH_FC)}
         specs = _kinds(country)
         # Channels at whole hertz (the tolerances are several hertz), by filter class.
         freqs = sorted({round(f) for group, _ in specs for f in group})
-        self._classes: dict[float, list[int]] = {
-            _LOW_FC: [f for f in freqs if f < _HIGH_FROM],
-            _HIGH_FC: [f for f in freqs if f >= _HIGH_FROM],
-        }
+        low = [f for f in freqs if f < _HIGH_FROM]
+        high = [f for f in freqs if f >= _HIGH_FROM]
         # Channel powers come out as one matrix: low channels, then high ones.
-        index = {f: i for i, f in enumerate(self._classes[_LOW_FC] + self._classes[_HIGH_FC])}
-        # One second of each mixing phasor, twice over: whole hertz repeat every second, and a
-        # sample gets the same value wherever a block puts it in the table.
-        second = np.arange(RATE)
-        self._phasors = {
-            fc: np.tile(
-                np.exp(-2j * np.pi * np.outer(np.array(fs_, dtype=float), second) / RATE), 2
-            )
-            for fc, fs_ in self._classes.items()
-        }
-        delays = {fc: _half_delay(sos) for fc, sos in self._lp.items()}
+        index = {f: i for i, f in enumerate(low + high)}
+        delays = {fc: _half_delay(sos) for fc, sos in lp.items()}
         self._groups: list[_Group] = []
         for group, kinds in specs:
             chans = [index[round(f)] for f in group]
@@ -502,46 +622,85 @@ class ProgressDetector:
             band = 2 if group == CAS_HZ else (1 if max(fcs) == _HIGH_FC else 0)
             delay = float(np.mean([delays[fc] for fc in fcs]))
             self._groups.append(_Group(chans, band, delay, kinds))
-        # Each group's components as rows of the channel powers, padded with its first.
-        width = max(len(g.channels) for g in self._groups)
-        self._comp = np.array(
-            [g.channels + g.channels[:1] * (width - len(g.channels)) for g in self._groups]
-        )
-        self._used = np.array(
-            [[[1.0] if i < len(g.channels) else [0.0] for i in range(width)] for g in self._groups]
-        )
-        self._band = np.array([g.band for g in self._groups])
-        self._whole = np.array([1 if g.band == 2 else g.band for g in self._groups])
-        self._share = np.array([[CAS_SHARE if g.band == 2 else PURITY] for g in self._groups])
-        self._trace: Array = np.zeros((len(self._groups), 0))  # amplitude of the last frames
-        self._base = 0  # frame index of the trace's first column
-        self._min_power = _power(MIN_LEVEL_DBM0, dbm0_at_full_scale)
+        self._min_power = _power(MIN_LEVEL_DBM0, dbm0_at_full_scale) / 2  # on half powers
         self._twist = float(10.0 ** (TWIST_DB / 10.0))
-        # Filter states as the in-place filter keeps them: rows x sections x 2.
+
+        # The low-pass filters run a frame at a time (`_chunk_maps`), on lanes: the channels
+        # (the line above 250 Hz mixed down by each frequency) and two real lanes, the
+        # squared line and the squared upper band. Each lane is filtered by both classes
+        # (16 Hz, 64 Hz): a channel uses its own class, the bands what they need.
+        chl = max(len(low), len(high))
+        self._chl = chl
+        maps = [_chunk_maps(lp[fc]) for fc in (_LOW_FC, _HIGH_FC)]
+        order = maps[0][0].shape[1] - 1
+        m = order + 1  # products per frame and lane: the state's, then the output's
+        self._products = m
+        self._width = 2 * chl + 2  # lanes as real columns: channels (re, im), then bands
+        # Both classes in one product per chunk: inputs (state: class, k; then frame,
+        # class, product), outputs (frame, class; then the state: class, k).
+        self._chunk_map = np.zeros((2 * FRAMES + 2 * order, 2 * order + 2 * FRAMES * m))
+        for c, (_, chunk) in enumerate(maps):
+            rows = [2 * k + c for k in range(FRAMES)]
+            rows += [2 * FRAMES + c * order + i for i in range(order)]
+            cols = [c * order + i for i in range(order)]
+            cols += [2 * order + (2 * k + c) * m + i for k in range(FRAMES) for i in range(m)]
+            self._chunk_map[np.ix_(rows, cols)] = chunk
+        # Mixing by e^(-jwn): within a frame folded into its frame product (n from the
+        # frame's start), the frame's start as a phase (whole hertz repeat every 100 frames).
+        n = np.arange(HOP)
+        mix = np.zeros((HOP, 2, m, chl), dtype=complex)
+        start = np.zeros((100, 2, 1, chl), dtype=complex)
+        for c, chans in enumerate((low, high)):
+            for j, f in enumerate(chans):
+                mix[:, c, :, j] = maps[c][0] * np.exp(-2j * np.pi * f * n / RATE)[:, None]
+                start[:, c, 0, j] = np.exp(-2j * np.pi * f * HOP * np.arange(100) / RATE)
+        self._mix = np.ascontiguousarray(mix.view(np.float64).reshape(HOP, -1))
+        # By chunk (its place in the second, twice over): chunk x frame x class x product x
+        # channel, the shape of the frame products.
+        phase = np.broadcast_to(
+            start.reshape(100 // FRAMES, FRAMES, 2, 1, chl), (10, 10, 2, m, chl)
+        )
+        self._phase = np.concatenate((phase, phase))
+        # The squared line and upper band side by side: frame x (class, product, band).
+        band_map = np.zeros((2, HOP, 2, m, 2))
+        for c in range(2):
+            for b in range(2):
+                band_map[b, :, c, :, b] = maps[c][0]
+        self._band_map = band_map.reshape(2 * HOP, 4 * m)
+        # Where the channel powers sit in the lanes (low channels, then high ones), and the
+        # band powers (of the columns low class: squared line, upper band; high class: the
+        # same): the low class's squared line, the high class's, its upper band.
+        self._cols = np.r_[0 : len(low), chl : chl + len(high)]
+        self._bands = np.array([0, 2, 3])
+        self._state = np.zeros((2 * order, self._width))
+        # Each group's (up to two) components as columns of the channel powers: the second
+        # is the first again, not counted, for a single tone.
+        self._first = self._cols[[g.channels[0] for g in self._groups]]
+        self._second = self._cols[[g.channels[-1] for g in self._groups]]
+        self._counted = np.array([1.0 if len(g.channels) > 1 else 0.0 for g in self._groups])
+        self._band = self._bands[[g.band for g in self._groups]]
+        self._whole = self._bands[[1 if g.band == 2 else g.band for g in self._groups]]
+        # The thresholds on half powers (halving is exact, so the same decisions).
+        self._half_share = np.array(
+            [(CAS_SHARE if g.band == 2 else PURITY) / 2 for g in self._groups]
+        )
+        self._past: list[tuple[int, Array]] = []  # (first frame, powers): the last blocks
+
+        # The high-pass filters' state (rows x sections x 2, as the in-place filter keeps it),
+        # as of the start of the chunk being filled, like the low-pass lanes' above.
         self._zi_hp = np.zeros((1, self._hp.shape[0], 2))
         self._zi_upper = np.zeros((1, self._upper.shape[0], 2))
-        # The low-pass input, one row each: the low channels and the band power (filtered
-        # at 16 Hz), then the high channels, the band power and the upper band's (64 Hz).
-        low_n, high_n = len(self._classes[_LOW_FC]), len(self._classes[_HIGH_FC])
-        self._split = low_n + 1  # the first row of the high class
-        self._rows = low_n + high_n + 3
-        self._chan_rows = np.r_[0:low_n, low_n + 1 : low_n + 1 + high_n]
-        self._band_rows = np.array([low_n, low_n + 1 + high_n, low_n + 2 + high_n])
-        self._lp_low = self._lp[_LOW_FC].astype(complex)
-        self._lp_high = self._lp[_HIGH_FC].astype(complex)
-        self._zi_low = np.zeros((low_n + 1, self._lp_low.shape[0], 2), dtype=complex)
-        self._zi_high = np.zeros((high_n + 2, self._lp_high.shape[0], 2), dtype=complex)
-        self._n = 0  # samples analysed
+        self._n = 0  # samples analysed for good (whole chunks)
         self._fed = 0
         self._pending: list[Array] = []
+        self._done = 0  # frames the state machines have seen
+        self._recent = np.zeros(BRIDGE, dtype=bool)  # some group passed: the last frames
         self._vad = _Vad(
             minimum=_power(VAD_MIN_DBM0, dbm0_at_full_scale),
             lowest=_power(_FLOOR_LOWEST_DBM0, dbm0_at_full_scale),
             prior=_power(_FLOOR_PRIOR_DBM0, dbm0_at_full_scale),
             delay=delays[_LOW_FC],
         )
-        self._lagged: deque[tuple[float, bool]] = deque()  # (band power, tone) of a frame
-        self._tones = 0  # frames in `_lagged` near a tone
 
     def __repr__(self) -> str:
         active = [k.name for g in self._groups for k in g.kinds if k.active]
@@ -557,95 +716,145 @@ class ProgressDetector:
         stream (a fixed cost per call would otherwise dominate with 20 ms blocks), so
         events come up to 100 ms later than they could, and the same whatever the blocks."""
         x = np.asarray(block, dtype=np.float64).reshape(-1)
-        if not np.isfinite(x).all():  # one bad block must not stop the filters for good
+        if not np.isfinite(x.sum()):  # one bad block must not stop the filters for good
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
         self._pending.append(x)
         self._fed += x.size
         if self._fed - self._n < CHUNK:
             return []
-        return self._analyse(self._fed // CHUNK * CHUNK - self._n)
+        return self._analyse(final=False)
 
     def flush(self) -> list[ProgressEvent]:
         """Analyse the samples still held back (the end of a file); feeding may go on."""
-        return self._analyse(self._fed - self._n)
+        return self._analyse(final=True)
 
-    def _analyse(self, count: int) -> list[ProgressEvent]:
-        if count <= 0:
-            return []
-        held = np.concatenate(self._pending)
-        self._pending = [held[count:]]
+    def _analyse(self, final: bool) -> list[ProgressEvent]:
+        held = np.concatenate(self._pending) if self._pending else np.zeros(0)
+        whole = held.size // CHUNK * CHUNK
         out: list[ProgressEvent] = []
-        for start in range(0, count, RATE):  # bounded work arrays, phasor table slices
-            out.extend(self._chunk(held[start : min(start + RATE, count)]))
+        for at in range(0, whole, RATE):  # a second at a time: bounded work arrays
+            out += self._chunks(held[at : min(at + RATE, whole)], commit=True)
+        rest = held[whole:]
+        self._pending = [rest]
+        if final and (self._n + rest.size) // HOP > self._done:
+            # The frames of the chunk so far, from a copy of the state: the chunk is analysed
+            # again once it is whole, with the same numbers for these frames.
+            padded = np.zeros(CHUNK)
+            padded[: rest.size] = rest
+            out += self._chunks(padded, commit=False, frames=rest.size // HOP)
         return out
 
-    def _chunk(self, x: Array) -> list[ProgressEvent]:
-        first, powers, bands = self._frames(x)
+    def _chunks(self, x: Array, commit: bool, frames: int | None = None) -> list[ProgressEvent]:
+        """Analyse whole chunks `x` (starting at sample `_n`); only the first `frames` frames
+        are complete when not `commit`ted."""
+        first = self._n // HOP
+        powers, bands = self._filter(x, commit)
+        end = first + (powers.shape[0] if frames is None else frames)
+        if end <= self._done:
+            return []
+        skip = self._done - first  # frames the state machines already saw (after a flush)
+        self._done = end
+        return self._detect(first + skip, powers[skip : end - first], bands[skip : end - first])
+
+    def _filter(self, x: Array, commit: bool) -> tuple[Array, Array]:
+        """Half the channel powers (frames x channels: |y|^2 where the power is 2 |y|^2) and
+        the band powers (frames x 4 columns, see `_bands`) of whole chunks `x`."""
+        count = x.size // CHUNK
+        lines = np.array((x, x))  # the line above 250 Hz, above 1.5 kHz
+        zi_hp, zi_upper = self._zi_hp, self._zi_upper
+        if not commit:
+            zi_hp, zi_upper = zi_hp.copy(), zi_upper.copy()
+        _sosfilt_rows(self._hp, lines[0:1], zi_hp)
+        _sosfilt_rows(self._upper, lines[1:2], zi_upper)
+        chl, width, m = self._chl, self._width, self._products
+        # One buffer, per chunk: its start state, its frame products (frame, class, product),
+        # then what the chunk map makes of them: each frame's output (frame, class) and the
+        # next chunk's start state, where the next chunk's rows begin.
+        state, rows = 2 * (m - 1), 2 * FRAMES * m
+        step = state + rows + 2 * FRAMES
+        buf = np.empty((count * step + state, width))
+        chunks = buf[: count * step].reshape(count, step, width)
+        inputs = chunks[:, state : state + rows].reshape(count, FRAMES, 2, m, width)
+        mixed = np.matmul(lines[0].reshape(count, FRAMES, HOP), self._mix)
+        at = self._n // CHUNK % (RATE // CHUNK)
+        np.multiply(
+            mixed.reshape(count, FRAMES, 2, m, 2 * chl).view(complex),
+            self._phase[at : at + count],
+            out=inputs[..., : 2 * chl].view(complex),
+        )
+        squares = np.empty((count, FRAMES, 2, HOP))
+        frames = lines.reshape(2, count, FRAMES, HOP)
+        np.multiply(frames, frames, out=squares.transpose(2, 0, 1, 3))
+        bands = np.matmul(squares.reshape(count, FRAMES, 2 * HOP), self._band_map)
+        inputs[..., 2 * chl :] = bands.reshape(count, FRAMES, 2, m, 2)
+        buf[:state] = self._state
+        for k in range(count):
+            np.matmul(
+                self._chunk_map,
+                buf[k * step : k * step + state + rows],
+                out=buf[k * step + state + rows : (k + 1) * step + state],
+            )
+        if commit:
+            self._state = buf[count * step :].copy()
+            self._n += x.size
+        y = chunks[:, state + rows :]  # chunk x (frame, class) x lane
+        squared = y * y
+        powers = squared[..., 0 : 2 * chl : 2] + squared[..., 1 : 2 * chl : 2]
+        return powers.reshape(count * FRAMES, 2 * chl), y[..., 2 * chl :].reshape(-1, 4)
+
+    def _detect(self, first: int, powers: Array, bands: Array) -> list[ProgressEvent]:
+        """Run the frames from `first` through the tone groups and the activity detector."""
+        p0, p1 = powers[:, self._first], powers[:, self._second]  # frames x groups
+        low = np.minimum(p0, p1)
+        ok = low >= self._min_power
+        if ok.any():  # else no group passes: spare the other tests
+            total = p0 + p1 * self._counted
+            band = bands[:, self._band]  # below zero in the filters' ringing after a tone
+            ok &= (total >= (PURITY / 2) * band) & (band > 0.0)
+            ok &= total >= self._half_share * bands[:, self._whole]
+            ok &= np.maximum(p0, p1) <= self._twist * low
+        # A frame is near a tone while some group is in a run: it passed in the last
+        # BRIDGE + 1 frames (a run ends after BRIDGE failing frames).
+        passed = ok.any(axis=1)
+        tone = None
+        if passed.any() or self._recent.any():
+            recent = np.concatenate((self._recent, passed))
+            tone = recent[BRIDGE:].copy()
+            for i in range(BRIDGE):
+                tone |= recent[i : i + passed.size]
+            self._recent = recent[-BRIDGE:]
+        speech = self._vad.feed(np.maximum(bands[:, self._bands[0]], 0.0), tone)
+        past = self._past
+        past.append((first, powers))
+        while sum(len(p) for _, p in past[1:-1]) >= _HISTORY:  # enough frames before the block
+            del past[0]
+        groups = self._groups
+        if tone is None and not any(g.in_run or g.ons for g in groups):
+            return [
+                e for _, e in speech
+            ]  # idle groups: a step would do nothing, an interrupt neither
+        # The amplitude trace for the edge searches, from the last blocks' powers.
+        held = np.concatenate([p for _, p in past])
+        trace = np.sqrt(held[:, self._first] + held[:, self._second] * self._counted)
+        for i, g in enumerate(groups):
+            g.trace, g.base = trace[:, i], past[0][0]
         out: list[ProgressEvent] = []
-        if not bands.shape[1]:
-            return out
-        comp = powers[self._comp]  # groups x components x frames
-        low, total = comp.min(axis=1), (comp * self._used).sum(axis=1)
-        band = bands[self._band]  # goes below zero in the filters' ringing after a tone
-        ok = (low >= self._min_power) & (total >= PURITY * band) & (band > 0.0)
-        ok &= total >= self._share * bands[self._whole]
-        ok &= comp.max(axis=1) <= self._twist * low
-        present = ok.T.tolist()  # frames x groups
-        trace = np.concatenate([self._trace[:, -_HISTORY:], np.sqrt(total)], axis=1)
-        self._base += self._trace.shape[1] - min(self._trace.shape[1], _HISTORY)
-        self._trace = trace
-        for row, g in zip(trace, self._groups, strict=True):
-            g.trace, g.base = row, self._base
-        activity = np.maximum(bands[0], 0.0).tolist()
-        lag, vad = self._lagged, self._vad
-        for i, power in enumerate(activity):
+        speech.append((first + len(ok), SpeechStarted(0.0)))  # a sentinel
+        at = 0
+        for i, present in enumerate(ok.tolist()):
             f = first + i
-            tone = False
-            for g, p in zip(self._groups, present[i], strict=True):
+            for g, p in zip(groups, present, strict=True):
                 if not (p or g.in_run or g.ons):
                     continue  # an idle group: its step would do nothing
                 if g.step(f, p, out):
-                    for other in self._groups:
+                    for other in groups:
                         if other is not g:
                             other.interrupt(out)
-                tone = tone or p or g.in_run
-            lag.append((power, tone))
-            self._tones += tone
-            if len(lag) <= 2 * VAD_GUARD:
-                continue
-            event = vad.step(f - VAD_GUARD, lag[VAD_GUARD][0], self._tones > 0)
-            self._tones -= lag.popleft()[1]
-            if isinstance(event, SpeechStarted):
-                for g in self._groups:
-                    g.interrupt(out)
-            if event is not None:
+            while speech[at][0] == f:  # then the activity detector's events of the frame
+                event = speech[at][1]
+                if isinstance(event, SpeechStarted):
+                    for g in groups:
+                        g.interrupt(out)
                 out.append(event)
+                at += 1
         return out
-
-    def _frames(self, x: Array) -> tuple[int, Array, Array]:
-        """The index of the first frame inside `x` (which follows the samples already fed),
-        the channel powers (channels x frames) and the band powers (the low and high
-        classes' full band, the upper band; x frames) of the frames inside it."""
-        n0 = self._n
-        n = x.size
-        self._n += n
-        xh = np.array(x[None, :])  # filtered in place
-        _sosfilt_rows(self._hp, xh, self._zi_hp)
-        xu = np.array(x[None, :])
-        _sosfilt_rows(self._upper, xu, self._zi_upper)
-        at = (HOP - 1 - n0) % HOP
-        start = n0 % RATE
-        sq = xh[0] * xh[0]
-        split, end = self._split, self._rows - 2  # end: the high class's band power
-        rows = np.empty((self._rows, n), dtype=complex)
-        np.multiply(xh, self._phasors[_LOW_FC][:, start : start + n], out=rows[: split - 1])
-        rows[split - 1] = sq
-        np.multiply(xh, self._phasors[_HIGH_FC][:, start : start + n], out=rows[split:end])
-        rows[end] = sq
-        rows[end + 1] = xu[0] * xu[0]
-        _sosfilt_rows(self._lp_low, rows[:split], self._zi_low)
-        _sosfilt_rows(self._lp_high, rows[split:], self._zi_high)
-        y = rows[:, at::HOP]
-        chans = y[self._chan_rows]
-        bands = y[self._band_rows].real
-        return (n0 + at) // HOP, 2.0 * (chans.real**2 + chans.imag**2), bands
