@@ -1,0 +1,381 @@
+"""The systemd units of the box (systemd/): they verify without a warning, keep their
+exposure under the limits, say what shared/DESIGN.md asks of each process, and lay out the
+data folder with the owners of `appliance/vault/keys.py` `ownership_plan`.
+
+`systemd-analyze verify` exits 0 on an unknown key and only prints it, so every test here
+reads its output. No systemd has to run as PID 1: verify and `security --offline` read the
+files. The ExecStart binary is a stub in a temporary folder (the units are copied with the
+path rewritten), since the real one exists only on the box; `make image-check` verifies
+the installed units again with the real binary in a Debian root.
+"""
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance import config
+from appliance.vault import keys
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "systemd"
+INSTALLED_BINARY = "/opt/appliance/bin/appliance"
+RECORDER = "appliance-recorder.service"
+WEB = "appliance-web.service"
+ALL_UNITS = (RECORDER, "appliance-recorder.path", WEB)
+EXPOSURE_LIMITS = {RECORDER: 2.0, WEB: 2.5}
+# Keys of the restart back-off drop-in, and the systemd version that knows them.
+BACKOFF = UNITS / "appliance-recorder.service.d" / "restart-backoff.conf"
+BACKOFF_KEYS = {"RestartSteps", "RestartMaxDelaySec"}
+BACKOFF_SINCE = 254
+
+
+def systemd_version() -> int:
+    out = subprocess.run(
+        ["systemd-analyze", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.match(r"systemd (\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit file as systemd reads it: each key may repeat, so values are lists."""
+
+    sections: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def read(cls, path: Path) -> "Unit":
+        sections: dict[str, dict[str, list[str]]] = {}
+        current: dict[str, list[str]] | None = None
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                current = sections.setdefault(line.strip("[]"), {})
+                continue
+            assert current is not None, f"{path.name}: {line!r} before any section"
+            key, sep, value = line.partition("=")
+            assert sep, f"{path.name}: {line!r} is not KEY=VALUE"
+            current.setdefault(key.strip(), []).append(value.strip())
+        return cls(sections)
+
+    def get(self, section: str, key: str) -> list[str]:
+        return self.sections.get(section, {}).get(key, [])
+
+    def one(self, section: str, key: str) -> str:
+        values = self.get(section, key)
+        assert len(values) == 1, f"[{section}] {key}: {values}"
+        return values[0]
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The units in a temporary folder, ExecStart pointing at a stub that exists."""
+    folder = tmp_path_factory.mktemp("units")
+    stub = folder / "bin" / "appliance"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    for name in ALL_UNITS:
+        text = (UNITS / name).read_text()
+        (folder / name).write_text(text.replace(INSTALLED_BINARY, str(stub)))
+    return folder
+
+
+def analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemd-analyze", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+# -- verify and exposure ----------------------------------------------------------------
+
+
+def test_the_stub_stands_in_for_every_exec_start(staged: Path) -> None:
+    for name in (RECORDER, WEB):
+        text = (UNITS / name).read_text()
+        assert f"ExecStart={INSTALLED_BINARY} " in text, name
+        assert INSTALLED_BINARY not in (staged / name).read_text(), name
+
+
+def test_units_verify_without_a_single_warning(staged: Path) -> None:
+    result = analyze("verify", "--man=no", *ALL_UNITS, cwd=staged)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0, output
+    assert output == "", output
+
+
+def test_verify_would_catch_an_unknown_key(staged: Path, tmp_path: Path) -> None:
+    # The check above is only worth something if verify prints what it ignores.
+    broken = tmp_path / RECORDER
+    broken.write_text((staged / RECORDER).read_text().replace("[Service]", "[Service]\nFoo=1"))
+    result = analyze("verify", "--man=no", str(broken), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Unknown key 'Foo'" in result.stdout + result.stderr
+
+
+def test_restart_backoff_drop_in_is_clean_where_systemd_knows_it(
+    staged: Path, tmp_path: Path
+) -> None:
+    drop_in = Unit.read(BACKOFF)
+    assert set(drop_in.sections) == {"Service"}
+    assert set(drop_in.sections["Service"]) == BACKOFF_KEYS
+    unit = tmp_path / RECORDER
+    shutil.copy(staged / RECORDER, unit)
+    (tmp_path / f"{RECORDER}.d").mkdir()
+    shutil.copy(BACKOFF, tmp_path / f"{RECORDER}.d" / BACKOFF.name)
+    result = analyze("verify", "--man=no", str(unit), cwd=tmp_path)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    if systemd_version() >= BACKOFF_SINCE:
+        assert lines == []
+    else:  # the image leaves the drop-in out on such a systemd (image-build/scripts)
+        assert len(lines) == len(BACKOFF_KEYS)
+        for line in lines:
+            assert re.search(r"Unknown key '(RestartSteps|RestartMaxDelaySec)'", line), line
+
+
+def exposure(name: str, folder: Path) -> float:
+    result = analyze("security", "--offline=true", "--no-pager", name, cwd=folder)
+    output = result.stdout + result.stderr
+    match = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", sorted(EXPOSURE_LIMITS))
+def test_exposure_is_within_the_limit(staged: Path, name: str) -> None:
+    score = exposure(name, staged)
+    assert score <= EXPOSURE_LIMITS[name], f"{name}: exposure {score}"
+
+
+def test_exposure_parsing_sees_an_unhardened_unit(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.service"
+    plain.write_text("[Service]\nExecStart=/bin/true\n")
+    assert exposure("plain.service", tmp_path) > 9.0
+
+
+# -- what the design asks of each unit --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Unit:
+    return Unit.read(UNITS / RECORDER)
+
+
+@pytest.fixture(scope="module")
+def web() -> Unit:
+    return Unit.read(UNITS / WEB)
+
+
+@pytest.mark.parametrize("name", [RECORDER, WEB])
+def test_both_are_hardened_alike(name: str) -> None:
+    unit = Unit.read(UNITS / name)
+    for key, value in {
+        "LimitCORE": "0",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "RestrictSUIDSGID": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "SystemCallArchitectures": "native",
+        "IPAddressDeny": "any",
+        "Restart": "always",
+    }.items():
+        assert unit.one("Service", key) == value, (name, key)
+    assert unit.one("Unit", "StartLimitIntervalSec") == "0", name
+    user = unit.one("Service", "User")
+    assert user == f"appliance-{name.split('-')[1].split('.')[0]}"
+
+
+def test_recorder_is_watched_and_outlives_failures(recorder: Unit) -> None:
+    assert recorder.one("Service", "Type") == "notify"
+    assert recorder.one("Service", "NotifyAccess") == "main"
+    assert recorder.one("Service", "WatchdogSec").endswith("s")
+    assert recorder.one("Service", "RestartSec").endswith("s")
+    stop = recorder.one("Service", "TimeoutStopSec")
+    assert stop.endswith("s") and 10 <= int(stop[:-1]) <= 60  # finalise, within UPS hold-up
+    assert recorder.one("Service", "KillMode") == "mixed"
+
+
+def test_recorder_holds_only_gpio_and_audio(recorder: Unit) -> None:
+    assert recorder.one("Service", "DevicePolicy") == "closed"
+    assert sorted(recorder.get("Service", "DeviceAllow")) == ["char-alsa rw", "char-gpiochip rw"]
+    assert recorder.one("Service", "SupplementaryGroups").split() == ["gpio", "audio"]
+    assert recorder.one("Service", "RestrictAddressFamilies") == "AF_UNIX"
+    assert recorder.one("Service", "PrivateNetwork") == "yes"  # loopback only
+    assert recorder.one("Service", "CapabilityBoundingSet") == ""
+    assert recorder.one("Service", "StateDirectory") == "appliance"
+    assert recorder.one("Service", "Group") == "appliance-web"  # the data group
+
+
+def test_recorder_has_priority_over_the_web(recorder: Unit, web: Unit) -> None:
+    for key in ("CPUWeight", "IOWeight"):
+        assert int(recorder.one("Service", key)) > int(web.one("Service", key)), key
+    assert int(recorder.one("Service", "OOMScoreAdjust")) < 0
+    assert int(web.one("Service", "OOMScoreAdjust")) > 0
+    assert web.one("Service", "MemoryMax").endswith("M")
+
+
+def test_web_has_no_devices_and_one_capability(web: Unit) -> None:
+    assert web.one("Service", "PrivateDevices") == "yes"
+    assert web.get("Service", "DeviceAllow") == []
+    assert web.get("Service", "SupplementaryGroups") == []
+    assert web.one("Service", "CapabilityBoundingSet") == "CAP_NET_BIND_SERVICE"
+    assert web.one("Service", "AmbientCapabilities") == "CAP_NET_BIND_SERVICE"
+    assert web.one("Service", "PrivateUsers") == "no"  # else the capability is the namespace's
+    allowed = web.one("Service", "IPAddressAllow").split()
+    assert "any" not in allowed and "0.0.0.0/0" not in allowed  # the LAN, not the internet
+    # Never StateDirectory=: systemd would chown the shared folder to the web's user.
+    assert web.get("Service", "StateDirectory") == []
+    assert "/var/lib/appliance" in web.get("Service", "ReadWritePaths")
+    assert sorted(web.one("Service", "ReadOnlyPaths").split()) == [
+        "/var/lib/appliance/keys",
+        "/var/lib/appliance/recordings",
+    ]
+
+
+def test_commands_and_paths_agree_with_the_package(recorder: Unit, web: Unit) -> None:
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    assert data == "/var/lib/appliance"
+    assert recorder.one("Service", "ExecStart").split()[1:] == [
+        "run",
+        "-c",
+        str(config.SYSTEM_CONFIG),
+    ]
+    assert web.one("Service", "ExecStart").split()[1:] == [
+        "web",
+        "--data",
+        data,
+        "--port",
+        "443",
+        "-c",
+        str(config.SYSTEM_CONFIG),
+    ]
+    recipients = f"{data}/{keys.KEYS}/{keys.RECIPIENTS}"
+    assert recorder.one("Unit", "ConditionPathExists") == recipients
+    path = Unit.read(UNITS / "appliance-recorder.path")
+    assert path.one("Path", "PathExists") == recipients
+    assert path.one("Path", "Unit") == RECORDER
+    assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in recorder.get("Service", "InaccessiblePaths")
+
+
+# -- drop-ins for PID 1 and logind ------------------------------------------------------
+
+
+def known_to(binary_names: tuple[str, ...], key: str) -> bool:
+    """Whether an installed systemd binary carries `key` in its parser tables."""
+    for folder in ("/usr/lib/systemd", "/lib/systemd", "/usr/lib/x86_64-linux-gnu/systemd"):
+        for name in binary_names:
+            for path in Path(folder).glob(name):
+                if key.encode() in path.read_bytes():
+                    return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("drop_in", "section", "binaries"),
+    [
+        ("system.conf.d/appliance-watchdog.conf", "Manager", ("systemd", "libsystemd-shared-*")),
+        ("logind.conf.d/appliance-power-fail.conf", "Login", ("systemd-logind",)),
+    ],
+)
+def test_drop_ins_use_keys_systemd_knows(
+    drop_in: str, section: str, binaries: tuple[str, ...]
+) -> None:
+    parser = configparser.ConfigParser(strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / drop_in)
+    assert parser.sections() == [section]
+    assert parser[section]
+    for key in parser[section]:
+        assert known_to(binaries, key), key
+    assert not known_to(binaries, "NoSuchWatchdogKeyAnywhere")
+
+
+def test_hardware_watchdog_is_on() -> None:
+    parser = configparser.ConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / "system.conf.d" / "appliance-watchdog.conf")
+    seconds = parser["Manager"]["RuntimeWatchdogSec"]
+    assert seconds.endswith("s") and 0 < int(seconds[:-1]) <= 15  # the Pi's hardware limit
+
+
+# -- users and the data folder ----------------------------------------------------------
+
+
+@pytest.fixture
+def system_root(tmp_path: Path) -> Iterator[Path]:
+    """A root with the sysusers.d and tmpfiles.d files installed where the image has them."""
+    if os.geteuid() != 0:
+        pytest.skip("systemd-tmpfiles sets owners: needs root (make test runs as root in CI)")
+    for kind, name in (
+        ("sysusers.d", "appliance.sysusers.conf"),
+        ("tmpfiles.d", "appliance.tmpfiles.conf"),
+    ):
+        (tmp_path / "usr/lib" / kind).mkdir(parents=True)
+        shutil.copy(UNITS / name, tmp_path / "usr/lib" / kind / "appliance.conf")
+    (tmp_path / "etc").mkdir()
+    yield tmp_path
+
+
+def run_ok(*args: str) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0, output
+    return output
+
+
+def ids(root: Path, table: str) -> dict[str, int]:
+    rows = (root / "etc" / table).read_text().splitlines()
+    return {row.split(":")[0]: int(row.split(":")[2]) for row in rows}
+
+
+def test_sysusers_make_the_two_users_and_their_groups(system_root: Path) -> None:
+    run_ok("systemd-sysusers", f"--root={system_root}", "appliance.conf")
+    users, groups = ids(system_root, "passwd"), ids(system_root, "group")
+    assert {"appliance-recorder", "appliance-web"} <= set(users)
+    members = {
+        row.split(":")[0]: row.split(":")[3].split(",")
+        for row in (system_root / "etc/group").read_text().splitlines()
+    }
+    assert members["gpio"] == ["appliance-recorder"]
+    assert members["audio"] == ["appliance-recorder"]
+    passwd = {
+        r.split(":")[0]: r.split(":") for r in (system_root / "etc/passwd").read_text().splitlines()
+    }
+    assert int(passwd["appliance-web"][3]) == groups["appliance-web"]
+    assert passwd["appliance-web"][6] == passwd["appliance-recorder"][6] == "/usr/sbin/nologin"
+
+
+def test_tmpfiles_and_keys_made_as_root_follow_the_ownership_plan(system_root: Path) -> None:
+    run_ok("systemd-sysusers", f"--root={system_root}", "appliance.conf")
+    run_ok("systemd-tmpfiles", f"--root={system_root}", "--create", "appliance.conf")
+    data = system_root / "var/lib/appliance"
+    # The technician (or first-run setup) makes the keys as root into the skeleton.
+    keys.init_keys(data)
+    run_ok("systemd-tmpfiles", f"--root={system_root}", "--create", "appliance.conf")
+    users, groups = ids(system_root, "passwd"), ids(system_root, "group")
+    owner = {"recorder": users["appliance-recorder"], "web": users["appliance-web"]}
+    plan = keys.ownership_plan(data)
+    assert {p.name for p, _, _ in plan} >= {keys.KEYS, keys.RECIPIENTS, keys.SLOTS, "recordings"}
+    for path, service, mode in plan:
+        st = path.lstat()
+        where = path.relative_to(data)
+        assert st.st_uid == owner[service], where
+        assert st.st_gid == groups["appliance-web"], where
+        assert st.st_mode & 0o7777 == mode, (where, oct(st.st_mode))
+    top = data.lstat()
+    assert (top.st_uid, top.st_gid) == (users["appliance-recorder"], groups["appliance-web"])
+    assert top.st_mode & 0o7777 == 0o3770  # setgid + sticky: the web cannot swap keys/
+    catalog = (data / "catalog.db").lstat()
+    assert catalog.st_mode & 0o777 == 0o660 and catalog.st_gid == groups["appliance-web"]
