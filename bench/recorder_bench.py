@@ -51,7 +51,12 @@ def main() -> None:
         timed: list[tuple[float, object]] = []
         with Catalog.open(data) as catalog:
             recorder = Recorder(
-                cfg, board, catalog, keys.read_recipients(data), lambda t, x: timed.append((t, x))
+                cfg,
+                board,
+                catalog,
+                keys.read_recipients(data),
+                lambda t, x: timed.append((t, x)),
+                clock_synced=lambda: True,
             )
             queued = iter(frames)
             started = time.process_time()
