@@ -1,0 +1,1083 @@
+"""The web page's routes, each with the roles it allows, and the checks every request passes.
+
+Every route but the login, the setup window and static files needs a session; the roles
+(`vault.keys.ROLES`) are enforced here on the server: a listener cannot delete, an
+auditor cannot play audio (an auditor's slot holds no key). Calls are addressed by ID
+only; the file behind a call comes from its catalog row. Every form carries a CSRF
+token, and every response the security headers (CSP without inline scripts, no framing).
+Every playback (one entry per play session, not per range request), download, deletion,
+hold and setting change goes to the audit log with the user.
+"""
+
+import asyncio
+import datetime
+import functools
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance import __version__
+from appliance.errors import ApplianceError, VaultError
+from appliance.vault import keys
+from appliance.vault.catalog import Catalog, CatalogError
+from appliance.vault.keys import ROLES
+from appliance.vault.recording import RecordingReader
+from appliance.vault.retention import free_bytes
+from appliance.vault.seal import Unsealer
+from appliance.web import export, index, media, setup
+from appliance.web.sessions import Busy, LoginGate, Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+COOKIE = "__Host-session"
+LOGIN_COOKIE = "__Host-login"
+MAX_BODY = 64 * 1024
+CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+AUDIT_PAGE = 100
+MULAW_BYTES_PER_HOUR = 8000 * 3600
+
+ANYONE = frozenset(ROLES)
+AUDIO = frozenset(keys.AUDIO_ROLES)
+ADMIN = frozenset({"admin"})
+OVERSIGHT = frozenset({"admin", "auditor"})
+PROFILES = ("opt-in", "opt-out", "notice", "beep", "silent")
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response, errors and static files included;
+    nothing dynamic is cached by the browser."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope.get("path", "").startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [(k, v) for k, v in HEADERS if k not in names]
+                if not static and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+@dataclass
+class Web:
+    """What the routes share: the data folder, sessions, the login gate."""
+
+    data_dir: Path
+    fingerprint: str = ""
+    sessions: SessionStore = field(default_factory=SessionStore)
+    gate: LoginGate = field(default_factory=LoginGate)
+    _local: threading.local = field(default_factory=threading.local)
+
+    def catalog(self) -> Catalog:
+        """This thread's catalog connection (SQLite connections stay in their thread)."""
+        catalog: Catalog | None = getattr(self._local, "catalog", None)
+        if catalog is None:
+            catalog = Catalog.open(self.data_dir, create=False)
+            self._local.catalog = catalog
+        return catalog
+
+    def unsealer(self, session: Session) -> Unsealer | None:
+        if not session.has_keys:
+            return None
+        return Unsealer(self.catalog(), session.unlocked.device)
+
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+def guarded(
+    roles: frozenset[str], needs_keys: bool = False, max_fields: int = 32
+) -> Callable[[Handler], Any]:
+    """A route that needs a session with one of `roles` (and unlocked keys, if asked).
+    POST forms are parsed here, small, and must carry the session's CSRF token."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            web: Web = request.app.state.web
+            session = web.sessions.get(request.cookies.get(COOKIE))
+            if session is None:
+                if request.method in ("GET", "HEAD"):
+                    target = urlencode({"next": request.url.path})
+                    return RedirectResponse(f"/login?{target}", 303)
+                raise HTTPException(401, "log in first")
+            if session.role not in roles:
+                raise HTTPException(403, f"a {session.role} may not do this")
+            if needs_keys and not session.has_keys:
+                raise HTTPException(403, "this needs a user whose keys are unlocked")
+            if request.method == "POST":
+                _check_origin(request)
+                form = await _small_form(request, max_fields)
+                value = form.get("csrf")
+                if not session.check_csrf(value if isinstance(value, str) else None):
+                    raise HTTPException(403, "the form is stale or forged (CSRF token)")
+                request.state.form = form
+            request.state.session = session
+            return await handler(request, session)
+
+        endpoint.roles = roles  # type: ignore[attr-defined]
+        endpoint.needs_keys = needs_keys  # type: ignore[attr-defined]
+        return endpoint
+
+    return wrap
+
+
+def _check_origin(request: Request) -> None:
+    """Beside the CSRF token: refuse a form a browser says came from another site. With
+    `Referrer-Policy: no-referrer` browsers send `Origin: null` even on this site's own
+    forms, so `Sec-Fetch-Site` (sent by every current browser) decides when present."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site not in ("same-origin", "none"):
+            raise HTTPException(403, "a form from another site")
+        return
+    origin = request.headers.get("origin")
+    if origin not in (None, "null") and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "a form from another site")
+
+
+async def _small_form(request: Request, max_fields: int = 32) -> FormData:
+    return await request.form(max_files=0, max_fields=max_fields, max_part_size=8 * 1024)
+
+
+def _text(form: FormData, name: str, limit: int = 200) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str) or len(value) > limit:
+        raise HTTPException(400, f"{name} is too long or not text")
+    return value
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison of tokens, whatever characters a client sends."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def _call_id(request: Request) -> str:
+    call_id = str(request.path_params["call_id"])
+    if not CALL_ID.fullmatch(call_id):
+        raise HTTPException(404, "no such call")
+    return call_id
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["when"] = _when
+templates.env.globals["version"] = __version__
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status: int = 200
+) -> Response:
+    session: Session | None = getattr(request.state, "session", None)
+    values = {"session": session, "csrf": session.csrf if session else ""}
+    values |= context or {}
+    return templates.TemplateResponse(request, name, values, status_code=status)
+
+
+# -- login and logout -------------------------------------------------------------------
+
+
+def _safe_next(value: str) -> str:
+    if re.fullmatch(r"/[A-Za-z0-9/_.-]{0,200}", value) and not value.startswith("//"):
+        return value
+    return "/calls"
+
+
+async def login_page(request: Request) -> Response:
+    web: Web = request.app.state.web
+    if web.sessions.get(request.cookies.get(COOKIE)) is not None:
+        return RedirectResponse("/calls", 303)
+    return await _login_form(request, "", 200)
+
+
+async def _login_form(request: Request, error: str, status: int) -> Response:
+    web: Web = request.app.state.web
+    token = secrets.token_urlsafe(32)
+    can_setup = await run_in_threadpool(lambda: setup.available(web.catalog()))
+    response = render(
+        request,
+        "login.html",
+        {
+            "login_csrf": token,
+            "error": error,
+            "next": _safe_next(request.query_params.get("next", "")),
+            "can_setup": can_setup,
+        },
+        status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, token, max_age=3600, path="/", secure=True, httponly=True, samesite="strict"
+    )
+    return response
+
+
+async def login(request: Request) -> Response:
+    web: Web = request.app.state.web
+    _check_origin(request)
+    form = await _small_form(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    given = _text(form, "csrf", 100)
+    if not expected or not _same(expected, given):
+        raise HTTPException(403, "the login form is stale or forged (CSRF token)")
+    name, passphrase = _text(form, "user", 64), _text(form, "passphrase", keys.MAX_PASSPHRASE)
+    address = _address(request)
+    try:
+        web.gate.check(address)
+    except Busy as exc:
+        response = await _login_form(request, str(exc) + f"; {exc.hint}", 429)
+        response.headers["retry-after"] = str(int(exc.retry_after) + 1)
+        return response
+
+    def unlock() -> keys.Unlocked:
+        keys.check_name(name)
+        return keys.unlock_with_passphrase(web.data_dir, name, passphrase)
+
+    try:
+        try:
+            unlocked = await asyncio.wrap_future(web.gate.derive(unlock))
+        except Busy as exc:
+            response = await _login_form(request, str(exc), 429)
+            response.headers["retry-after"] = str(int(exc.retry_after) + 1)
+            return response
+        row = await run_in_threadpool(lambda: web.catalog().user(name))
+        if row is None or row["role"] != unlocked.role or row.get("disabled"):
+            raise VaultError("wrong user name or passphrase")
+    except VaultError:
+        web.gate.failed(address)
+
+        def note_failure() -> None:
+            # the name only if it is a user's: a passphrase typed into the name field
+            # must not land in the audit log
+            catalog = web.catalog()
+            known = keys.NAME.fullmatch(name) is not None and catalog.user(name) is not None
+            with catalog.write():
+                catalog.audit(name if known else "?", "login.failed", "", {})
+
+        await run_in_threadpool(note_failure)
+        return await _login_form(request, "Wrong user name or passphrase.", 401)
+    web.gate.succeeded(address)
+    old = request.cookies.get(COOKIE)
+    if old:
+        web.sessions.drop(old)  # a login never keeps a session it did not make
+    session = web.sessions.create(unlocked)
+    await run_in_threadpool(lambda: _audit(web, name, "login", keys=unlocked.has_keys))
+    target = _safe_next(request.query_params.get("next", "") or _text(form, "next", 210))
+    task = (
+        BackgroundTask(run_in_threadpool, _fill_index, web, session) if session.has_keys else None
+    )
+    response = RedirectResponse(target, 303, background=task)
+    response.set_cookie(COOKIE, session.token, path="/", secure=True, httponly=True, samesite="lax")
+    response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+def _audit(web: Web, actor: str, action: str, target: str = "", **detail: Any) -> None:
+    """One audit entry, in a transaction that holds the write lock from its start."""
+    catalog = web.catalog()
+    with catalog.write():
+        catalog.audit(actor, action, target, detail)
+
+
+def _fill_index(web: Web, session: Session) -> None:
+    key, unsealer = session.index_key(), web.unsealer(session)
+    if key is not None and unsealer is not None:
+        try:
+            index.fill_index(web.catalog(), unsealer, key)
+        except ApplianceError as exc:
+            log.warning("the search index was not filled: %s", exc)
+
+
+@guarded(ANYONE)
+async def logout(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    web.sessions.drop(session.token)
+    await run_in_threadpool(lambda: _audit(web, session.user, "logout"))
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+@guarded(ANYONE)
+async def home(request: Request, session: Session) -> Response:
+    return RedirectResponse("/calls", 303)
+
+
+# -- calls ------------------------------------------------------------------------------
+
+
+@guarded(ANYONE)
+async def calls_page(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    try:
+        query = index.parse_query(request.query_params)
+    except index.BadQuery as exc:
+        return render(
+            request, "calls.html", {"error": str(exc), "page": None, "query": index.Query()}, 400
+        )
+
+    def work() -> index.Page:
+        return index.search(web.catalog(), query, session.index_key(), web.unsealer(session))
+
+    try:
+        page = await run_in_threadpool(work)
+    except index.BadQuery as exc:
+        return render(request, "calls.html", {"error": str(exc), "page": None, "query": query}, 400)
+    return render(
+        request,
+        "calls.html",
+        {"page": page, "query": query, "sorts": index.SORTS, "urlencode": urlencode},
+    )
+
+
+def _row(web: Web, call_id: str) -> dict[str, Any]:
+    row = web.catalog().call(call_id)
+    if row is None:
+        raise HTTPException(404, "no such call")
+    return row
+
+
+@guarded(ANYONE)
+async def call_page(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+
+    def work() -> dict[str, Any]:
+        catalog = web.catalog()
+        row = _row(web, call_id)
+        receipts = list(catalog.db.table("receipts").rows_where("call_id = ?", [call_id]))
+        try:
+            media.recording_path(web.data_dir, row)
+            playable = True
+        except media.NoRecording:
+            playable = False
+        return {
+            "row": row,
+            "receipt": receipts[0] if receipts else None,
+            "caller": index.caller_of(row, web.unsealer(session)),
+            "muted": media.spans(row["muted_spans"]),
+            "masked": media.spans(row["masked_spans"]),
+            "playable": playable,
+        }
+
+    context = await run_in_threadpool(work)
+    if context["playable"] and session.has_keys:
+        context["play"] = session.new_play(call_id)
+    return render(request, "call.html", context)
+
+
+def _reader_for(web: Web, session: Session, call_id: str) -> RecordingReader:
+    row = _row(web, call_id)
+    try:
+        path = media.recording_path(web.data_dir, row)
+        return media.open_reader(path, session.unlocked.device)
+    except media.NoRecording as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except VaultError as exc:
+        log.error("call %s: the recording does not open: %s", call_id, exc)
+        raise HTTPException(500, "the recording does not open (see the log)") from exc
+
+
+@guarded(AUDIO, needs_keys=True)
+async def audio(request: Request, session: Session) -> Response:
+    """The decrypted recording as PCM16 WAV, with Range. `play` is the token of one play
+    session (made when the call's page was shown): its first request is audited."""
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+    play = session.plays.get(request.query_params.get("play", ""))
+    if play is None or play.call_id != call_id:
+        raise HTTPException(403, "open the call's page to play it")
+    reader = await run_in_threadpool(_reader_for, web, session, call_id)
+    size = reader.wav_size()
+    try:
+        wanted = media.parse_range(request.headers.get("range"), size)
+    except media.Unsatisfiable:
+        reader.close()
+        return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
+    start, end = wanted if wanted is not None else (0, size)
+    headers = {
+        "accept-ranges": "bytes",
+        "content-length": str(end - start),
+        "content-disposition": "inline",
+    }
+    if wanted is not None:
+        headers["content-range"] = f"bytes {start}-{end - 1}/{size}"
+    if request.method == "HEAD":
+        reader.close()
+        return Response(status_code=206 if wanted else 200, headers=headers, media_type="audio/wav")
+    if not play.audited:  # the play session's first bytes: one entry, whatever follows
+        play.audited = True
+        await run_in_threadpool(lambda: _audit(web, session.user, "play", call_id, format="wav"))
+    return StreamingResponse(
+        media.wav_pieces(reader, start, end),
+        status_code=206 if wanted is not None else 200,
+        headers=headers,
+        media_type="audio/wav",
+    )
+
+
+@guarded(AUDIO, needs_keys=True)
+async def download_wav(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+    reader = await run_in_threadpool(_reader_for, web, session, call_id)
+    size = reader.wav_size()
+    headers = {
+        "content-length": str(size),
+        "content-disposition": f'attachment; filename="{call_id}.wav"',
+    }
+    if request.method == "HEAD":  # no bytes leave: nothing to audit
+        reader.close()
+        return Response(headers=headers, media_type="audio/wav")
+    await run_in_threadpool(lambda: _audit(web, session.user, "download", call_id, format="wav"))
+    return StreamingResponse(
+        media.wav_pieces(reader, 0, size), headers=headers, media_type="audio/wav"
+    )
+
+
+@guarded(AUDIO)
+async def download_age(request: Request, session: Session) -> Response:
+    """The sealed file as stored: `age -d -i recovery.txt` opens it."""
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+
+    def work() -> Path:
+        try:
+            path = media.recording_path(web.data_dir, _row(web, call_id))
+        except media.NoRecording as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if request.method != "HEAD":
+            _audit(web, session.user, "download", call_id, format="age")
+        return path
+
+    path = await run_in_threadpool(work)
+    headers = {
+        "content-length": str(path.stat().st_size),
+        "content-disposition": f'attachment; filename="{call_id}.age"',
+    }
+    if request.method == "HEAD":
+        return Response(headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        media.sealed_pieces(path), headers=headers, media_type="application/octet-stream"
+    )
+
+
+@guarded(ANYONE)
+async def timeline(request: Request, session: Session) -> Response:
+    """The call's picture; the waveform only for a viewer who may hear the call."""
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+
+    def work() -> str:
+        row = _row(web, call_id)
+        peaks = None
+        if session.has_keys:
+            try:
+                path = media.recording_path(web.data_dir, row)
+                with media.open_reader(path, session.unlocked.device) as reader:
+                    peaks = media.envelope(reader, 400)
+            except (media.NoRecording, VaultError):
+                peaks = None
+        seconds = float(row["audio_seconds"] or 0.0)
+        return media.timeline_svg(
+            seconds, media.spans(row["muted_spans"]), media.spans(row["masked_spans"]), peaks
+        )
+
+    return Response(await run_in_threadpool(work), media_type="image/svg+xml")
+
+
+@guarded(frozenset({"admin", "listener"}))
+async def hold(request: Request, session: Session) -> Response:
+    """Legal hold: anyone who may hear a call may put it on hold; only an admin lifts it."""
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+    wanted = _text(request.state.form, "hold", 1)
+    if wanted not in ("0", "1"):
+        raise HTTPException(400, "hold must be 0 or 1")
+    if wanted == "0" and session.role != "admin":
+        raise HTTPException(403, "only an admin lifts a legal hold")
+
+    def work() -> None:
+        catalog = web.catalog()
+        row = _row(web, call_id)
+        if int(row["legal_hold"] or 0) == int(wanted):
+            return
+        with catalog.write():
+            catalog.update_call(call_id, {"legal_hold": int(wanted)})
+            catalog.audit(session.user, "legal_hold", call_id, {"hold": wanted == "1"})
+
+    await run_in_threadpool(work)
+    return RedirectResponse(f"/calls/{call_id}", 303)
+
+
+@guarded(ADMIN)
+async def delete(request: Request, session: Session) -> Response:
+    """Delete a recording (admin, with a reason; never one on legal hold). The row stays,
+    marked deleted, with the reason; the file is removed here when this process may, else
+    by the recorder, which owns `recordings/`, from the request left in the catalog."""
+    web: Web = request.app.state.web
+    call_id = _call_id(request)
+    reason = " ".join(_text(request.state.form, "reason", 200).split())
+    if len(reason) < 3:
+        raise HTTPException(400, "give a reason (at least 3 characters)")
+
+    def work() -> None:
+        catalog = web.catalog()
+        row = _row(web, call_id)
+        if row["legal_hold"]:
+            raise HTTPException(409, "the call is on legal hold: lift the hold first")
+        try:
+            path = media.recording_path(web.data_dir, row)
+        except media.NoRecording as exc:
+            raise HTTPException(409, str(exc)) from exc
+        with catalog.write():
+            catalog.update_call(
+                call_id, {"file": None, "status": "deleted", "reason": f"deleted: {reason}"}
+            )
+            catalog.audit(session.user, "recording.delete", call_id, {"reason": reason})
+        _remove_recording(web, session, call_id, path)
+
+    await run_in_threadpool(work)
+    return RedirectResponse(f"/calls/{call_id}", 303)
+
+
+# -- exports and data subjects ----------------------------------------------------------
+
+
+def _rows(web: Web, call_ids: list[str]) -> list[dict[str, Any]]:
+    found = {
+        row["id"]: row
+        for row in web.catalog()
+        .db.table("calls")
+        .rows_where("id IN (SELECT value FROM json_each(?))", [json.dumps(call_ids)])
+    }
+    return [found[i] for i in call_ids if i in found]
+
+
+def _zip_response(
+    web: Web, session: Session, rows: list[dict[str, Any]], fmt: str, why: str
+) -> Response:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    pieces = export.zip_pieces(
+        web.data_dir, rows, fmt, session.unlocked.device, lambda: web.unsealer(session)
+    )
+    headers = {"content-disposition": f'attachment; filename="{why}-{stamp}.zip"'}
+    return StreamingResponse(pieces, media_type="application/zip", headers=headers)
+
+
+@guarded(AUDIO, needs_keys=True, max_fields=export.MAX_CALLS + 8)
+async def export_calls(request: Request, session: Session) -> Response:
+    """Selected calls as one ZIP (decrypted WAV or sealed .age, and calls.csv); each
+    call exported is audited."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    fmt = _text(form, "format", 3) or "wav"
+    if fmt not in export.FORMATS:
+        raise HTTPException(400, "format must be wav or age")
+    call_ids = [str(v) for v in form.getlist("call")]
+    if not call_ids or len(call_ids) > export.MAX_CALLS:
+        raise HTTPException(400, f"select from 1 to {export.MAX_CALLS} calls")
+    if not all(CALL_ID.fullmatch(i) for i in call_ids):
+        raise HTTPException(404, "no such call")
+
+    def work() -> list[dict[str, Any]]:
+        rows = _rows(web, list(dict.fromkeys(call_ids)))
+        if len(rows) != len(set(call_ids)):
+            raise HTTPException(404, "no such call")
+        catalog = web.catalog()
+        with catalog.write():
+            for row in rows:
+                catalog.audit(session.user, "export", row["id"], {"format": fmt})
+        return rows
+
+    rows = await run_in_threadpool(work)
+    return _zip_response(web, session, rows, fmt, "calls")
+
+
+@guarded(ADMIN, needs_keys=True)
+async def subject_page(request: Request, session: Session) -> Response:
+    return render(request, "subject.html", {"result": None})
+
+
+@guarded(ADMIN, needs_keys=True)
+async def subject_request(request: Request, session: Session) -> Response:
+    """A data subject's request, by phone number: every call of theirs as a ZIP, or
+    erasure (recordings deleted, caller fields dropped) of every call not on legal hold."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    number = _text(form, "number", 40)
+    action = _text(form, "action", 10)
+    if action not in ("export", "erase"):
+        raise HTTPException(400, "action must be export or erase")
+    if action == "erase" and _text(form, "confirm", 10) != "erase":
+        raise HTTPException(400, "type erase to confirm an erasure")
+    key = session.index_key()
+    assert key is not None  # needs_keys
+
+    def find() -> list[str]:
+        unsealer = web.unsealer(session)
+        assert unsealer is not None
+        return index.calls_with_number(web.catalog(), number, key, unsealer)
+
+    try:
+        call_ids = await run_in_threadpool(find)
+    except index.BadQuery as exc:
+        return render(request, "subject.html", {"result": None, "error": str(exc)}, 400)
+    if action == "export":
+
+        def audit_export() -> list[dict[str, Any]]:
+            rows = _rows(web, call_ids)
+            catalog = web.catalog()
+            with catalog.write():
+                catalog.audit(session.user, "subject.export", "", {"calls": len(rows)})
+                for row in rows:
+                    catalog.audit(session.user, "export", row["id"], {"format": "wav"})
+            return rows
+
+        rows = await run_in_threadpool(audit_export)
+        return _zip_response(web, session, rows, "wav", "subject")
+
+    def erase() -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {"erased": [], "held": []}
+        for row in _rows(web, call_ids):
+            if row["legal_hold"]:
+                result["held"].append(row["id"])
+                _audit(web, session.user, "subject.erase", row["id"], kept="legal hold")
+                continue
+            _erase_call(web, session, row)
+            result["erased"].append(row["id"])
+        return result
+
+    outcome = await run_in_threadpool(erase)
+    return render(request, "subject.html", {"result": outcome})
+
+
+def _erase_call(web: Web, session: Session, row: dict[str, Any]) -> None:
+    catalog = web.catalog()
+    try:
+        path: Path | None = media.recording_path(web.data_dir, row)
+    except media.NoRecording:
+        path = None
+    fields: dict[str, Any] = {"sealed": None, "seal_key": None}
+    if path is not None:
+        fields |= {"file": None, "status": "deleted", "reason": "erased at the caller's request"}
+    with catalog.write():
+        catalog.update_call(row["id"], fields)  # the trigger drops its search index row
+        catalog.audit(session.user, "subject.erase", row["id"], {"recording": path is not None})
+    if path is not None:
+        _remove_recording(web, session, row["id"], path)
+
+
+def _remove_recording(web: Web, session: Session, call_id: str, path: Path) -> None:
+    """Remove a deleted call's file when this process may; otherwise leave the removal to
+    the recorder, which owns `recordings/`, as a request in the catalog."""
+    catalog = web.catalog()
+    request_id = (
+        catalog.db.table("requests")
+        .insert(
+            {
+                "kind": "recording.delete",
+                "payload": json.dumps({"call_id": call_id}),
+                "created_at": time.time(),
+                "by": session.user,
+            }
+        )
+        .last_pk
+    )
+    try:
+        path.unlink()
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except PermissionError:
+        return  # the request stays open for the recorder
+    catalog.db.execute("UPDATE requests SET done_at = ? WHERE id = ?", [time.time(), request_id])
+
+
+@guarded(OVERSIGHT)
+async def receipts(request: Request, session: Session) -> Response:
+    """Every consent receipt as CSV, with the audit chain's head; audited."""
+    web: Web = request.app.state.web
+
+    def work() -> str:
+        catalog = web.catalog()
+        rows = catalog.db.execute(
+            "SELECT r.call_id, c.started_at, r.profile, r.announcement_sha256, r.played_at, "
+            "r.decided_at, r.outcome, r.digit, r.level_dbm0, r.likely_local "
+            "FROM receipts r JOIN calls c ON c.id = r.call_id ORDER BY c.started_at"
+        ).fetchall()
+        with catalog.write():
+            entry = catalog.audit(session.user, "export", "receipts", {"receipts": len(rows)})
+        return export.receipts_csv(rows, f"{entry.seq}:{entry.hash}")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    headers = {"content-disposition": f'attachment; filename="receipts-{stamp}.csv"'}
+    return Response(await run_in_threadpool(work), media_type="text/csv", headers=headers)
+
+
+# -- audit, settings, status ------------------------------------------------------------
+
+
+@guarded(OVERSIGHT)
+async def audit_page(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    page_text = request.query_params.get("page", "1")
+    if not page_text.isascii() or not page_text.isdigit() or not 1 <= int(page_text) <= 10**6:
+        raise HTTPException(400, "page must be a positive number")
+    page = int(page_text)
+
+    def work() -> dict[str, Any]:
+        catalog = web.catalog()
+        try:
+            seq, head = catalog.verify_audit()
+            verdict, error = True, ""
+        except CatalogError as exc:
+            verdict, error = False, str(exc)
+            seq, head = 0, ""
+        total = int(catalog.db.execute("SELECT count(*) FROM audit").fetchone()[0])
+        rows = catalog.db.execute(
+            "SELECT seq, at, actor, action, target, detail, hash FROM audit "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [AUDIT_PAGE, (page - 1) * AUDIT_PAGE],
+        ).fetchall()
+        return {
+            "ok": verdict,
+            "error": error,
+            "head": f"{seq}:{head}" if verdict else "",
+            "entries": rows,
+            "page": page,
+            "pages": max(1, -(-total // AUDIT_PAGE)),
+        }
+
+    return render(request, "audit.html", await run_in_threadpool(work))
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    label: str
+    default: Any
+
+
+SETTINGS = (
+    Setting("business_name", "Business name (said in the announcement)", ""),
+    Setting("consent.profile", "Consent profile", "opt-in"),
+    Setting("consent.mute_max_s", "Longest mute, in seconds", 600),
+    Setting("retention.days", "Keep recordings for, in days", 90),
+    Setting("consent.never_announce", "Never announce to these numbers (one a line)", []),
+)
+
+
+def _int_field(form: FormData, name: str, low: int, high: int) -> int:
+    text = _text(form, name, 10).strip()
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise HTTPException(400, f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def parse_settings(form: FormData) -> dict[str, Any]:
+    """The settings form, checked; a bad value is HTTP 400 and nothing is stored."""
+    name = " ".join(_text(form, "business_name", 80).split())
+    if any(not c.isprintable() for c in name):
+        raise HTTPException(400, "the business name holds a control character")
+    profile = _text(form, "consent.profile", 20)
+    if profile not in PROFILES:
+        raise HTTPException(400, f"consent.profile must be one of {', '.join(PROFILES)}")
+    numbers = []
+    for line in _text(form, "consent.never_announce", 4000).splitlines():
+        number = line.strip().replace(" ", "").replace("-", "")
+        if not number:
+            continue
+        if not re.fullmatch(r"\+?[0-9]{3,20}", number):
+            raise HTTPException(400, "never-announce numbers: digits, an optional leading +")
+        numbers.append(number)
+    if len(numbers) > 200:
+        raise HTTPException(400, "at most 200 never-announce numbers")
+    return {
+        "business_name": name,
+        "consent.profile": profile,
+        "consent.mute_max_s": _int_field(form, "consent.mute_max_s", 1, 3600),
+        "retention.days": _int_field(form, "retention.days", 1, 3650),
+        "consent.never_announce": sorted(set(numbers)),
+    }
+
+
+@guarded(ADMIN)
+async def settings_page(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    values = await run_in_threadpool(
+        lambda: {s.key: web.catalog().setting(s.key, s.default) for s in SETTINGS}
+    )
+    saved = request.query_params.get("saved") == "1"
+    return render(
+        request,
+        "settings.html",
+        {"values": values, "settings": SETTINGS, "profiles": PROFILES, "saved": saved},
+    )
+
+
+@guarded(ADMIN)
+async def save_settings(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    new = parse_settings(request.state.form)
+
+    def work() -> None:
+        catalog = web.catalog()
+        with catalog.write():  # all or nothing; each change audited by set_setting
+            for setting in SETTINGS:
+                if catalog.setting(setting.key, setting.default) != new[setting.key]:
+                    catalog.set_setting(setting.key, new[setting.key], by=session.user)
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/settings?saved=1", 303)
+
+
+@guarded(ANYONE)
+async def status_page(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+
+    def work() -> dict[str, Any]:
+        catalog = web.catalog()
+        published = catalog.status("recorder")
+        recorder, age = (published[0], time.time() - published[1]) if published else (None, None)
+        free = free_bytes(web.data_dir)
+        seq, head = catalog.db.execute(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone() or (0, "")
+        since = time.time() - 30 * 86400
+        outcomes = dict(
+            catalog.db.execute(
+                "SELECT consent, count(*) FROM calls WHERE started_at >= ? AND consent IS NOT NULL "
+                "AND consent != 'not-asked' GROUP BY consent",
+                [since],
+            ).fetchall()
+        )
+        asked = sum(outcomes.values())
+        return {
+            "asked": asked,
+            "granted_share": outcomes.get("granted", 0) / asked if asked else None,
+            "outcomes": outcomes,
+            "recorder": recorder,
+            "heartbeat_age": age,
+            "alive": age is not None and age < 30,
+            "free_gb": free / 1e9,
+            "hours_left": free / MULAW_BYTES_PER_HOUR,
+            "disk_total_gb": shutil.disk_usage(web.data_dir).total / 1e9,
+            "fingerprint": web.fingerprint,
+            "profile": catalog.setting("consent.profile", "opt-in"),
+            "head": f"{seq}:{head}",
+            "sessions": len(web.sessions),
+        }
+
+    return render(request, "status.html", await run_in_threadpool(work))
+
+
+# -- first-run setup --------------------------------------------------------------------
+
+
+async def setup_page(request: Request) -> Response:
+    web: Web = request.app.state.web
+
+    def work() -> tuple[bool, bool, bool]:
+        catalog = web.catalog()
+        return (
+            setup.available(catalog),
+            setup.window_open(catalog),
+            setup.needs_keys(str(web.data_dir)),
+        )
+
+    available, window, fresh = await run_in_threadpool(work)
+    if not available:
+        raise HTTPException(404, "setup is closed")
+    return _setup_form(request, window, fresh, "", 200)
+
+
+def _setup_form(request: Request, window: bool, fresh: bool, error: str, status: int) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = render(
+        request,
+        "setup.html",
+        {
+            "login_csrf": token,
+            "window": window,
+            "fresh": fresh,
+            "error": error,
+            "profiles": PROFILES,
+        },
+        status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, token, max_age=3600, path="/", secure=True, httponly=True, samesite="strict"
+    )
+    return response
+
+
+async def setup_submit(request: Request) -> Response:
+    web: Web = request.app.state.web
+    _check_origin(request)
+    form = await _small_form(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not _same(expected, _text(form, "csrf", 100)):
+        raise HTTPException(403, "the setup form is stale or forged (CSRF token)")
+    address = _address(request)
+    window, available = await run_in_threadpool(
+        lambda: (setup.window_open(web.catalog()), setup.available(web.catalog()))
+    )
+    fresh = setup.needs_keys(str(web.data_dir))
+    if not available:
+        raise HTTPException(404, "setup is closed")
+    try:
+        web.gate.check(address)
+    except Busy as exc:
+        return _setup_form(request, window, fresh, str(exc), 429)
+    name = _text(form, "user", 64)
+    passphrase = _text(form, "passphrase", keys.MAX_PASSPHRASE)
+    if passphrase != _text(form, "passphrase2", keys.MAX_PASSPHRASE):
+        return _setup_form(request, window, fresh, "The two passphrases differ.", 400)
+    profile = _text(form, "consent.profile", 20) or "opt-in"
+    if profile not in PROFILES:
+        raise HTTPException(400, "unknown consent profile")
+    business = " ".join(_text(form, "business_name", 80).split())
+    recipient = _text(form, "recovery_recipient", 200).strip()
+    code = _text(form, "code", 40)
+
+    def work() -> setup.SetupDone:
+        catalog = web.catalog()
+        keys.check_name(name)
+        keys.check_passphrase(name, passphrase)
+        if not window and not setup.code_valid(catalog, code):
+            raise PermissionError("wrong or expired setup code")
+        done = setup.run_setup(str(web.data_dir), catalog, name, passphrase, recipient)
+        if not window:
+            setup.use_code(catalog, code)  # one derivation at a time: no race for the code
+        if done.with_keys:
+            if business:
+                catalog.set_setting("business_name", business, by=name)
+            catalog.set_setting("consent.profile", profile, by=name)
+        return done
+
+    try:
+        done = await asyncio.wrap_future(web.gate.derive(work))
+    except PermissionError as exc:
+        web.gate.failed(address)
+        return _setup_form(request, window, fresh, str(exc).capitalize() + ".", 403)
+    except Busy as exc:
+        return _setup_form(request, window, fresh, str(exc), 429)
+    except ApplianceError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        return _setup_form(request, window, fresh, f"{exc}{hint}", 400)
+    response = render(request, "setup_done.html", {"done": done})
+    response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if status == 405:
+        return Response("method not allowed\n", 405, media_type="text/plain")
+    return render(request, "error.html", {"status": status, "message": exc.detail}, status)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/setup", setup_page, methods=["GET"]),
+    Route("/setup", setup_submit, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/", home, methods=["GET"]),
+    Route("/calls", calls_page, methods=["GET"]),
+    Route("/calls/{call_id}", call_page, methods=["GET"]),
+    Route("/calls/{call_id}/audio", audio, methods=["GET"]),
+    Route("/calls/{call_id}/download.wav", download_wav, methods=["GET"]),
+    Route("/calls/{call_id}/download.age", download_age, methods=["GET"]),
+    Route("/calls/{call_id}/timeline.svg", timeline, methods=["GET"]),
+    Route("/calls/{call_id}/hold", hold, methods=["POST"]),
+    Route("/calls/{call_id}/delete", delete, methods=["POST"]),
+    Route("/export", export_calls, methods=["POST"]),
+    Route("/subject", subject_page, methods=["GET"]),
+    Route("/subject", subject_request, methods=["POST"]),
+    Route("/receipts.csv", receipts, methods=["GET"]),
+    Route("/audit", audit_page, methods=["GET"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings", save_settings, methods=["POST"]),
+    Route("/status", status_page, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+]
+PUBLIC = frozenset({"/login", "/setup", "/static"})
+
+
+def create_app(web: Web) -> ASGIApp:
+    """The ASGI app over one data folder, security headers outermost (on errors too)."""
+    Catalog.open(web.data_dir).close()  # migrate once, before any request
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[],
+        exception_handlers={HTTPException: _http_error},
+        max_body_size=MAX_BODY,
+    )
+    app.state.web = web
+    return SecurityHeaders(app)
