@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := libasound2-dev alsa-utils age espeak-ng asterisk-core-sounds-en-wav \
-	asterisk-moh-opsound-wav
-BENCH_PACKAGES := gcc libspandsp-dev multimon-ng
+	asterisk-moh-opsound-wav chromium openssh-server openssh-client rsync
+BENCH_PACKAGES := gcc libspandsp-dev multimon-ng minimodem
+# tests/system: systemd-analyze verify/security, shellcheck, YAML and nft syntax.
+DEB_PACKAGES += systemd shellcheck yamllint nftables
+# make image-check: a Debian root to install the appliance into (plus DEB_PACKAGES).
+IMAGE_PACKAGES := debootstrap gcc
 # OpenBLAS threads make small matrix work (the echo canceller) ~100x slower on 2 cores.
 export OPENBLAS_NUM_THREADS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deb-packages bench-packages clean
+.PHONY: demo test lint typecheck pytest bench deb-packages bench-packages clean \
+	image-check image-packages
 
 demo: $(STAMP)
 	$(BIN)/appliance demo
@@ -31,6 +36,15 @@ bench: $(STAMP) bench-packages
 	$(BIN)/python bench/line_bench.py
 	$(BIN)/python bench/vault_bench.py
 	$(BIN)/python bench/dtmf/run.py
+	$(BIN)/python bench/callerid/run.py
+
+# The SD card image's smoke test (slow, separate from `make test`; needs root): see
+# image-build/README.md. The debootstrapped root is cached in .image-cache/.
+image-check: $(STAMP) image-packages
+	PYTHON=$(abspath $(BIN)/python) image-build/check/image-check
+
+image-packages:
+	@$(MAKE) --no-print-directory deb-packages DEB_PACKAGES="$(IMAGE_PACKAGES)"
 
 bench-packages:
 	@$(MAKE) --no-print-directory deb-packages DEB_PACKAGES="$(BENCH_PACKAGES)"

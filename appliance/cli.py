@@ -87,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--realtime", action="store_true", help="play the calls at the speed of life")
 
+    web = add("web", "the web page: find, play and govern recordings (HTTPS)", cmd_web)
+    web.add_argument(
+        "--data", metavar="DIR", help="the data folder (default: storage.data_dir of the config)"
+    )
+    web.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+    web.add_argument("--port", type=int, default=8443, help="port (default 8443)")
+    web.add_argument("--cert", metavar="FILE", help="the owner's own certificate (PEM)")
+    web.add_argument("--key", metavar="FILE", help="its private key (PEM)")
+    web.add_argument(
+        "--plain-http", action="store_true", help="no TLS: tests and the demo, on loopback only"
+    )
+    web.add_argument(
+        "--setup-code",
+        action="store_true",
+        help="print a one-time first-run setup code and exit",
+    )
+    add_config_options(web)
+
     simulate = add("simulate", "run scenario files through the simulated board", cmd_simulate)
     simulate.add_argument("scenarios", metavar="SCENARIO", nargs="+", help="scenario files")
     simulate.add_argument(
@@ -104,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dtmf = add("dtmf", "the keypad digits in a WAV file: DIGIT ONSET_SECONDS a line", cmd_dtmf)
     dtmf.add_argument("wav", metavar="FILE.wav", help="PCM16 or µ-law WAV, any rate")
+
+    callerid = add("callerid", "the caller-ID messages in a WAV file", cmd_callerid)
+    callerid.add_argument("wav", metavar="FILE.wav", help="PCM or µ-law WAV, any rate")
+    callerid.add_argument("--json", action="store_true", help="print a JSON array")
+    callerid.add_argument(
+        "--standard",
+        dest="standards",
+        action="append",
+        choices=("bell202", "v23", "dtmf"),
+        help="look only for this standard; may be repeated (default: all three)",
+    )
 
     calls = add("calls", "the call records of the catalog", lambda a: 2)
     calls_commands = calls.add_subparsers(dest="calls_command", metavar="COMMAND", required=True)
@@ -154,7 +183,81 @@ def build_parser() -> argparse.ArgumentParser:
         audit_commands, "verify", "check the audit chain; print its head", cmd_audit_verify
     )
     verify.add_argument("--head", metavar="SEQ:HASH", help="a head kept outside the catalog")
+    _add_backup(add, add_config_options, add_key_source)
+    _add_update(add, add_config_options)
     return parser
+
+
+def _add_backup(add: Any, add_config_options: Any, add_key_source: Any) -> None:
+    backup = add("backup", "off-box copies of the sealed recordings, keys and catalog", lambda a: 2)
+    backup_commands = backup.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
+
+    def sub(name: str, text: str, handler: Callable[[argparse.Namespace], int]) -> Any:
+        parser = backup_commands.add_parser(name, help=text, description=text)
+        parser.set_defaults(handler=handler)
+        parser.add_argument("--target", metavar="URL", help="instead of backup.target")
+        add_config_options(parser)
+        return parser
+
+    run = sub("run", "copy what is new to the target now", cmd_backup_run)
+    run.add_argument("--data", metavar="DIR", help="instead of storage.data_dir")
+    run.add_argument("--box", metavar="ID", help="instead of backup.box_id")
+    check = sub("verify", "read a box's copy back and check every hash", cmd_backup_verify)
+    check.add_argument("--box", metavar="ID", help="instead of backup.box_id")
+    listing = sub("list", "the calls of every box in the copy", cmd_backup_list)
+    listing.add_argument("--identity", metavar="FILE", required=True, help="the recovery identity")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    export = sub("export", "one call's recording from the copy, as WAV", cmd_backup_export)
+    export.add_argument("box", metavar="BOX")
+    export.add_argument("call_id", metavar="CALL_ID")
+    export.add_argument("--out", metavar="FILE.wav", required=True, help="where to write it")
+    export.add_argument("--identity", metavar="FILE", required=True, help="the recovery identity")
+    restore = sub("restore", "a new box's data folder from a copy", cmd_backup_restore)
+    restore.add_argument("--data", metavar="DIR", required=True, help="an empty data folder")
+    restore.add_argument("--box", metavar="ID", required=True, help="the box to restore")
+    add_key_source(restore, required=True)
+
+
+def _add_update(add: Any, add_config_options: Any) -> None:
+    update = add("update", "signed updates, with rollback", lambda a: 2)
+    update_commands = update.add_subparsers(dest="update_command", metavar="COMMAND", required=True)
+
+    def sub(name: str, text: str, handler: Callable[[argparse.Namespace], int]) -> Any:
+        parser = update_commands.add_parser(name, help=text, description=text)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def on_box(parser: Any) -> None:
+        add_config_options(parser)
+        parser.add_argument("--data", metavar="DIR", help="instead of storage.data_dir")
+
+    def trust(parser: Any) -> None:
+        parser.add_argument(
+            "--trusted-key",
+            metavar="FILE.pem",
+            action="append",
+            default=[],
+            help="trust this public key instead of the shipped ones (a maintainer's bench)",
+        )
+
+    sign = sub("sign", "make a signed bundle of wheels (maintainers)", cmd_update_sign)
+    sign.add_argument("wheels", metavar="WHEEL", nargs="+", help="the package and its deps")
+    sign.add_argument("--key", metavar="KEY.pem", required=True, help="the Ed25519 signing key")
+    sign.add_argument("--version", required=True, help="the release's version")
+    sign.add_argument("--min-version", default="0.0.0", help="oldest version it updates")
+    sign.add_argument("--package", default="appliance", help="the package to install")
+    sign.add_argument("--out", metavar="BUNDLE", required=True, help="the bundle to write")
+    check = sub("verify", "check a bundle's signature, files and version", cmd_update_verify)
+    check.add_argument("bundle", metavar="BUNDLE")
+    add_config_options(check)
+    trust(check)
+    apply = sub("apply", "install a bundle; roll back if unhealthy", cmd_update_apply)
+    apply.add_argument("bundle", metavar="BUNDLE")
+    on_box(apply)
+    trust(apply)
+    on_box(sub("rollback", "go back to the previous release", cmd_update_rollback))
+    on_box(sub("settle", "at boot: finish an update left in its trial", cmd_update_settle))
+    add_config_options(sub("status", "the installed releases", cmd_update_status))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,12 +290,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(_load_config(args))
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    from appliance.web import server
+
+    data = args.data or _load_config(args).storage.data_dir
+    if args.setup_code:
+        server.print_setup_code(data, sys.stdout)
+        return 0
+    return server.serve(
+        data, args.host, args.port, args.cert, args.key, args.plain_http, sys.stdout
+    )
+
+
 def cmd_dtmf(args: argparse.Namespace) -> int:
     from appliance.dsp.dtmf import decode, format_digits
     from appliance.dsp.wav import read_line_audio
 
     for line in format_digits(decode(read_line_audio(args.wav))):
         print(line)
+    return 0
+
+
+def cmd_callerid(args: argparse.Namespace) -> int:
+    from appliance.dsp.callerid import STANDARDS, decode, format_message
+    from appliance.dsp.wav import read_line_audio
+
+    messages = decode(read_line_audio(args.wav), standards=args.standards or STANDARDS)
+    if args.json:
+        print(json.dumps([m.to_json() for m in messages], indent=1))
+        return 0
+    for message in messages:
+        print(format_message(message))
     return 0
 
 
@@ -385,3 +513,74 @@ def _print_readable(t: float, item: Any) -> None:
     when = line.pop("t")
     details = ", ".join(f"{k} {v}" for k, v in line.items())
     print(f"   {when:8.3f} s  {name}" + (f" ({details})" if details else ""), flush=True)
+
+
+def cmd_backup_run(args: argparse.Namespace) -> int:
+    from appliance.backup import commands
+
+    return commands.run(_load_config(args), args, sys.stdout)
+
+
+def cmd_backup_verify(args: argparse.Namespace) -> int:
+    from appliance.backup import commands
+
+    return commands.verify(_load_config(args), args, sys.stdout)
+
+
+def cmd_backup_list(args: argparse.Namespace) -> int:
+    from appliance.backup import commands
+
+    return commands.listing(_load_config(args), args, _identities(args, "copies"), sys.stdout)
+
+
+def cmd_backup_export(args: argparse.Namespace) -> int:
+    from appliance.backup import commands
+
+    return commands.export(_load_config(args), args, _identities(args, "copies"), sys.stdout)
+
+
+def cmd_backup_restore(args: argparse.Namespace) -> int:
+    from appliance.backup import commands
+
+    passphrase = None
+    if args.user:
+        _need_stdin(args)
+        passphrase = sys.stdin.readline().rstrip("\n")
+    identities = _identities(args, "copies") if args.identity else []
+    return commands.restore(_load_config(args), args, identities, passphrase, sys.stdout)
+
+
+def cmd_update_sign(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.sign(args, sys.stdout)
+
+
+def cmd_update_verify(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.verify(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_apply(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.apply(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_rollback(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.rollback(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_settle(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.settle(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_status(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.status(_load_config(args), sys.stdout)

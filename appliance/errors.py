@@ -36,3 +36,15 @@ class AudioFileError(ApplianceError, ValueError):
 
 class VaultError(ApplianceError):
     """Sealed storage: keys, recordings, the catalog."""
+
+
+class WebError(ApplianceError):
+    """The web page: its certificate, its server, a request it refuses."""
+
+
+class BackupError(ApplianceError):
+    """An off-box copy cannot be made, checked or restored."""
+
+
+class UpdateError(ApplianceError):
+    """An update bundle is refused, or cannot be installed or rolled back."""

@@ -152,3 +152,48 @@ def test_dtmf_on_a_file_that_is_not_audio(tmp_path, capsys) -> None:
     assert main(["dtmf", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"appliance: error: {bad}: not a WAV file") and "appliance: hint:" in err
+
+
+def test_callerid_prints_the_messages_as_json(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from appliance.dsp.callerid import CallerIdMessage, callerid_signal
+    from appliance.dsp.wav import encode_wav
+
+    gap = np.zeros(48000 // 4)
+    bell = CallerIdMessage("bell202", number="5551234567", name="SMITH JOHN", datetime="03141530")
+    clip = CallerIdMessage("dtmf", no_number_reason="private")
+    line = np.concatenate(
+        [gap, callerid_signal(bell, rate=48000), gap, callerid_signal(clip, rate=48000), gap]
+    )
+    wav = tmp_path / "ring.wav"
+    wav.write_bytes(encode_wav(line, 48000))
+    assert main(["callerid", str(wav), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "standard": "bell202",
+            "number": "5551234567",
+            "name": "SMITH JOHN",
+            "datetime": "03141530",
+        },
+        {"standard": "dtmf", "no_number_reason": "private"},
+    ]
+    assert main(["callerid", str(wav), "--standard", "dtmf"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].split()[1:] == ["dtmf", 'no_number_reason="private"']
+
+
+def test_callerid_on_silence_and_on_a_file_that_is_not_audio(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from appliance.dsp.wav import encode_wav
+
+    quiet = tmp_path / "quiet.wav"
+    quiet.write_bytes(encode_wav(np.zeros(8000), 8000, ulaw=True))
+    assert main(["callerid", str(quiet), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not a WAV file")
+    assert main(["callerid", str(bad), "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"appliance: error: {bad}: not a WAV file") and "appliance: hint:" in err

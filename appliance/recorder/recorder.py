@@ -356,8 +356,11 @@ class Recorder:
     # -- actions ----------------------------------------------------------------------------
 
     def _act(self, actions: Sequence[m.Action], now: float) -> None:
+        """Carry out the machine's actions; `now` is the time of what caused them (an
+        event's, or the block's end for timers). Each is reported at the block's end:
+        when the recorder actually did it."""
         for action in actions:
-            self._emit(now, action)
+            self._emit(self._now, action)
             if isinstance(action, m.PlayAnnouncement):
                 samples = load_announcement(action.profile, self.announcements)
                 self._announcement = self._announced = announcement_sha256(samples)

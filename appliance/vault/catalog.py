@@ -9,6 +9,7 @@ SQLite keeps none of them across connections. Migrations are explicit, transacti
 and only ever add, so an older version still reads the data.
 """
 
+import contextlib
 import hashlib
 import json
 import time
@@ -110,7 +111,31 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """The web page's search index and first-run setup codes.
+
+    `caller_index`: keyed hashes (HMAC under a key only the vault key derives) of each
+    call's caller number, of its last digits and of the words of its name, so a search
+    by number finds its calls without unsealing every row, and a thief learns nothing
+    from it. A call is indexed when it has a row; a trigger drops the row whenever the
+    call's sealed fields are written again. `setup_codes`: one-time first-run codes,
+    hashed."""
+    db.execute(
+        "CREATE TABLE caller_index (call_id TEXT PRIMARY KEY, number TEXT, tail TEXT, "
+        "terms TEXT NOT NULL, indexed_at REAL) WITHOUT ROWID"
+    )
+    db.table("caller_index").create_index(["number"])
+    db.table("caller_index").create_index(["tail"])
+    db.execute(
+        "CREATE TRIGGER calls_sealed_rewritten AFTER UPDATE OF sealed, seal_key ON calls "
+        "BEGIN DELETE FROM caller_index WHERE call_id = OLD.id; END"
+    )
+    db.table("setup_codes").create(
+        {"hash": str, "created_at": float, "expires_at": float, "used_at": float}, pk="hash"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1, _migration_2)
 
 
 @dataclass(frozen=True)
@@ -181,6 +206,26 @@ class Catalog:
             with self.db.atomic():
                 step(self.db)
                 self.db.execute(f"PRAGMA user_version={number}")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE).
+
+        A deferred transaction that reads before it writes (as `audit` and `set_setting`
+        do) fails at once with "database is locked" when another connection committed in
+        between: WAL cannot upgrade a stale read snapshot, and the busy timeout does not
+        apply. Inside this one they wait their turn. Nested: a savepoint."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
 
     # -- users --------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.vault.catalog import Catalog, CatalogError
+from appliance.vault.catalog import MIGRATIONS, Catalog, CatalogError
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def test_every_connection_is_wal_full_sync_with_busy_timeout(tmp_path: Path) -> 
             assert catalog.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert catalog.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
             assert catalog.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-            assert catalog.version == 1
+            assert catalog.version == len(MIGRATIONS)
 
 
 def test_migrations_are_additive_and_run_once(tmp_path: Path) -> None:
