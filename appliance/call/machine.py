@@ -79,6 +79,15 @@ class PlaybackFinished:
 
 
 @dataclass(frozen=True)
+class CallerIdentified:
+    """Caller ID arrived for the call that is ringing or just answered. Never printed."""
+
+    t: float
+    number: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
 class RecorderStopping:
     """The recorder is stopping (SIGTERM, the audio device gone): the call it followed
     ends here for it, with what was recorded kept."""
@@ -89,6 +98,7 @@ class RecorderStopping:
 Event = (
     Tick
     | RecorderStopping
+    | CallerIdentified
     | ConsentDigit
     | DialedDigit
     | WithdrawalDetected
@@ -189,6 +199,8 @@ class CallRecord:
     consent: Consent = "not-asked"
     recorded: bool = False
     dialed: str = ""
+    caller_number: str | None = None
+    caller_name: str | None = None
     announced_at: float | None = None
     decided_at: float | None = None
     digit: str | None = None  # the consent digit only
@@ -243,6 +255,7 @@ class Rules:
     answer_speech_within: float = 5.0
     silence_ends_call: float = 120.0  # lines with neither CPC nor tones after the call
     local_above_dbm0: float = -9.0  # a digit this loud is likely the local handset's
+    never_announce: frozenset[str] = frozenset()  # numbers, digits only
 
     @classmethod
     def from_config(cls, consent: ConsentConfig) -> "Rules":
@@ -256,6 +269,7 @@ class Rules:
             replay_after_flash=consent.replay_after_flash,
             mute_max=consent.mute_max_s,
             mute_warning=consent.mute_warning_s,
+            never_announce=frozenset(filter(None, map(digits_only, consent.never_announce))),
         )
 
 
@@ -352,6 +366,9 @@ def _on_event(s: State, e: Event, rules: Rules, out: list[Action]) -> State:
         if s.phase in (Phase.ANSWERED, Phase.DIALING, Phase.ASKING):
             return _unrecorded(s, e.t, "a fax or modem call: no announcement", out)
         return s
+    if isinstance(e, CallerIdentified) and s.phase in (Phase.RINGING, Phase.ANSWERED):
+        known = dataclasses.replace(call, caller_number=e.number, caller_name=e.name)
+        return dataclasses.replace(s, call=known)
     if s.phase is Phase.RINGING:
         if isinstance(e, RingStopped) and not e.answered:
             return _end(s, e.t, "missed: the caller gave up", out, next_phase=Phase.IDLE)
@@ -411,9 +428,31 @@ def _short_mute_press(e: Event, rules: Rules) -> bool:
     return isinstance(e, ButtonReleased) and e.button == "mute" and e.held < rules.discard_hold
 
 
+def digits_only(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+def never_announced(call: CallRecord, rules: Rules) -> bool:
+    """The caller's (or, outgoing, the dialed) number is on the never-announce list: the
+    same number, or the same last digits of a longer one (a country or area prefix)."""
+    number = digits_only(call.caller_number or call.dialed or "")
+    if not number:
+        return False
+    return any(
+        number == listed
+        or (
+            min(len(number), len(listed)) >= 7
+            and (number.endswith(listed) or listed.endswith(number))
+        )
+        for listed in rules.never_announce
+    )
+
+
 def _give_notice(s: State, t: float, rules: Rules, out: list[Action]) -> State:
     """The call is answered: give the notice the profile asks for."""
     profile = rules.profile
+    if s.call is not None and never_announced(s.call, rules):
+        return _unrecorded(s, t, "on the never-announce list: no announcement", out)
     call = dataclasses.replace(s.call or CallRecord("unknown", t, profile.name), announced_at=t)
     s = dataclasses.replace(s, call=call, timer=None)
     if profile.asks:

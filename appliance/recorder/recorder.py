@@ -15,6 +15,8 @@ call is being dialed; during the call only the withdrawal sequence is ever passe
 no digit after consent reaches a log, an event or a record.
 """
 
+import base64
+import json
 import logging
 import secrets
 import shutil
@@ -40,10 +42,11 @@ from appliance.call.announce import (
 from appliance.config import Config, with_settings
 from appliance.country import country
 from appliance.dsp import RATE
+from appliance.dsp.callerid import CallerIdMessage, CallerIdReceiver, standards_for
 from appliance.dsp.dtmf import STRICT, DtmfMasker, DtmfReceiver
 from appliance.dsp.echo import EchoCanceller
 from appliance.dsp.g711 import ulaw_encode
-from appliance.dsp.progress import ProgressDetector
+from appliance.dsp.progress import ProgressDetector, ToneDetected
 from appliance.dsp.tones import tone
 from appliance.events import LineEvent
 from appliance.line import LineMonitor
@@ -70,6 +73,8 @@ CALM_BLOCK = 10  # 200 ms
 CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
 CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the disk when idle
 MIN_FREE_BYTES = 3600 * 8000  # an hour of µ-law audio
+CALLER_ID_FRESH = 12.0  # seconds an on-hook caller-ID message stays the next call's
+TYPE2_WINDOW = 3.0  # seconds after a call-waiting alert in which type II is listened for
 
 
 @dataclass
@@ -100,7 +105,6 @@ class Recorder:
         self.fs = config.line.dbm0_at_full_scale
         self.config = config
         self.rules = m.Rules.from_config(config.consent)
-        self.never_announce = frozenset(config.consent.never_announce)
         self.announcements = Path(config.storage.data_dir) / OWNER_ANNOUNCEMENTS
         self._settings_seen: dict[str, int] = {}
         self._checked_at = -CHECK_EVERY
@@ -111,6 +115,13 @@ class Recorder:
         self.receiver = DtmfReceiver(STRICT, self.fs)
         self.masker = DtmfMasker(dbm0_at_full_scale=self.fs)
         self.progress = ProgressDetector(country(config.line.country), self.fs)
+        standards = standards_for(config.line.country)
+        fsk = tuple(std for std in standards if std != "dtmf") or ("v23",)
+        self.on_hook_caller_id = CallerIdReceiver(standards, self.fs)
+        self.waiting_caller_id = CallerIdReceiver(fsk, self.fs)
+        self._caller: tuple[float, CallerIdMessage] | None = None  # the last on-hook message
+        self._waiting_until = -1.0  # type II is listened for until then
+        self._waiting_callers: list[CallerIdMessage] = []
         self.sealer = Sealer(catalog, self.recipients)
         self.on_output = on_output
         self._wall0 = wall_clock()
@@ -149,9 +160,11 @@ class Recorder:
         residual = frame.audio
         if now <= self._echo_until:
             residual = self.echo.process(frame.audio, reference)
+        on_hook = not self.monitor.off_hook
         events: list[Any] = list(self.monitor.step(frame.edges, now))
         events += self._digits(self.receiver.feed(residual))
         events += self.progress.feed(residual)
+        self._caller_id(frame, on_hook, events)
         if self._announcement is not None and not self._queue and not reference.any():
             events.append(m.PlaybackFinished(now))
             self._announcement = None
@@ -161,6 +174,7 @@ class Recorder:
             self._emit(event.t, event)
             self.state, actions = m.step(self.state, event, now, self.rules)
             self._act(actions, event.t)
+        self._deliver_caller_id(now)
         self.state, actions = m.step(self.state, m.Tick(now), now, self.rules)
         self._act(actions, now)
         self._queue_playback(frame.audio.size)
@@ -241,7 +255,6 @@ class Recorder:
         if rules != self.rules:
             log.info("settings changed: consent profile %s", rules.profile.name)
         self.rules = rules
-        self.never_announce = frozenset(config.consent.never_announce)
 
     def _fault(self, what: str, message: str | None) -> None:
         """Light the fault LED while anything is wrong; log each change once."""
@@ -262,6 +275,32 @@ class Recorder:
         self.state, actions = m.step(self.state, m.RecorderStopping(now), now, self.rules)
         self._act(actions, now)
         self.catalog.publish_status("recorder", {"state": "stopped"})
+
+    # -- caller ID: on hook before the call, and type II after a call-waiting alert --------
+
+    def _caller_id(self, frame: Frame, on_hook: bool, events: list[Any]) -> None:
+        if on_hook:
+            for message in self.on_hook_caller_id.feed(frame.audio, frame.t):
+                self._caller = (message.end, message)
+            return
+        if any(isinstance(e, ToneDetected) and e.kind == "call_waiting" for e in events):
+            self._waiting_until = frame.end + TYPE2_WINDOW
+        if frame.end <= self._waiting_until:
+            self._waiting_callers += self.waiting_caller_id.feed(frame.audio, frame.t)
+
+    def _deliver_caller_id(self, now: float) -> None:
+        """Hand the last on-hook message to the call it announced: sent before the first
+        ring (ETSI) or between the first two (Bell), it must be recent."""
+        if self._caller is None:
+            return
+        t, message = self._caller
+        if now - t > CALLER_ID_FRESH:
+            self._caller = None
+        elif self.state.phase in (m.Phase.RINGING, m.Phase.ANSWERED):
+            self._caller = None
+            event = m.CallerIdentified(t, message.number, message.name)
+            self.state, actions = m.step(self.state, event, now, self.rules)
+            self._act(actions, now)
 
     # -- digits: consent, dialing, the withdrawal sequence -- and nothing else ------------
 
@@ -483,7 +522,7 @@ class Recorder:
             "reason": record.reason,
             "clock_synced": int("clock" not in self._faults),
             "seal_key": self.sealer.key_id,
-            "sealed": self.sealer.seal(call_id, {"dialed": record.dialed} if record.dialed else {}),
+            "sealed": self.sealer.seal(call_id, _caller_fields(record)),
         }
         with self.catalog.db.atomic():
             if self.catalog.call(call_id) is None:
@@ -491,7 +530,21 @@ class Recorder:
             else:
                 self.catalog.update_call(call_id, fields)
             self._store_receipt(call_id, record)
-        self._masked = []
+            for message in self._waiting_callers:  # type II: a second caller, sealed
+                sealed = self.sealer.seal(call_id, {"number": message.number, "name": message.name})
+                detail = {
+                    "seal_key": self.sealer.key_id,
+                    "sealed": base64.b64encode(sealed).decode(),
+                }
+                self.catalog.db.table("call_events").insert(
+                    {
+                        "call_id": call_id,
+                        "t": round(message.end - start, 3),
+                        "kind": "caller-id-waiting",
+                        "detail": json.dumps(detail),
+                    }
+                )
+        self._masked, self._waiting_callers = [], []
         log.info("call %s ended: %s, consent %s", call_id, record.direction, record.consent)
 
     def _closed_quiet_spans(self, record: m.CallRecord) -> list[tuple[float, float]]:
@@ -528,13 +581,30 @@ class Recorder:
             self.on_output(t, item)
 
 
+def _caller_fields(record: m.CallRecord) -> dict[str, str]:
+    """What is sealed of a call: the caller's number and name, the dialed digits."""
+    fields = {
+        "number": record.caller_number,
+        "name": record.caller_name,
+        "dialed": record.dialed,
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
 def describe(t: float, item: Any) -> dict[str, Any] | None:
     """An event or an action as a JSON-able line for `simulate --events`: never a digit
     after consent, never a caller's or a dialed number."""
     if isinstance(item, LineEvent):
         return item.to_json()
     name = type(item).__name__
-    if isinstance(item, m.DialedDigit | m.ConsentDigit | m.WithdrawalDetected | m.PlaybackFinished):
+    if isinstance(
+        item,
+        m.DialedDigit
+        | m.ConsentDigit
+        | m.WithdrawalDetected
+        | m.PlaybackFinished
+        | m.CallerIdentified,
+    ):
         return None  # digits stay inside; the machine's actions say what came of them
     out: dict[str, Any] = {"t": round(t, 4)}
     if isinstance(item, m.EndCall):

@@ -21,11 +21,12 @@ expect log "already under way"
     a log line holds the text
 expect actions PlayAnnouncement=1 StartRecording=1
     how many times the recorder carried out each action
-expect call 1 muted_seconds~8 masked_count=0
-    fields made from the spans of the record
+expect call 1 muted_seconds~8 masked_count=0 waiting_numbers=5559876543
+    fields made from the record: its spans, the type II callers heard during call waiting
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def _check(command: Command, outcome: Outcome) -> str | None:
         return None if text in outcome.printed else f"no log line holds {text!r}"
     if kind == "actions":
         wrong = []
-        for name, (_, expected) in _fields(command, " ".join(items)).items():
+        for name, (_, expected) in _fields(command, items).items():
             done = outcome.printed.count(f'"action": "{name}"')
             if str(done) != expected:
                 wrong.append(f"{name}={done}")
@@ -97,7 +98,7 @@ def _check(command: Command, outcome: Outcome) -> str | None:
         call = calls[index - 1] | _derived(calls[index - 1])
         wrong = [
             f"{key}={_text(call.get(key))}"
-            for key, (op, value) in _fields(command, " ".join(items[1:])).items()
+            for key, (op, value) in _fields(command, items[1:]).items()
             if not _field_matches(call.get(key), op, value)
         ]
         return f"call {index}: {', '.join(wrong)}" if wrong else None
@@ -129,6 +130,7 @@ def _derived(call: dict[str, Any]) -> dict[str, Any]:
     return {
         "muted_seconds": round(sum(b - a for a, b in call.get("muted_spans") or []), 3),
         "masked_count": len(call.get("masked_spans") or []),
+        "waiting_numbers": ",".join(w.get("number", "") for w in call.get("waiting_callers") or []),
     }
 
 
@@ -216,13 +218,15 @@ def _parse_item(command: Command, item: str) -> Wanted:
     match = _ITEM.match(item)
     if not match:
         raise command.error(f"cannot read expected event {item!r}", hint="Name or Name(key=value)")
-    return match.group(1), _fields(command, match.group(2) or "")
+    inner = (match.group(2) or "").replace(" ", ",").split(",")
+    return match.group(1), _fields(command, inner)
 
 
-def _fields(command: Command, text: str) -> dict[str, tuple[str, str]]:
-    """`key=value,key~number` (commas or spaces between) as {key: (operator, value)}."""
+def _fields(command: Command, pairs: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """`key=value` and `key~number` words as {key: (operator, value)}; a value with spaces
+    is quoted (`caller_name="SMITH JOHN"`)."""
     fields = {}
-    for pair in filter(None, text.replace(" ", ",").split(",")):
+    for pair in filter(None, pairs):
         op = "~" if "~" in pair else "="
         key, sep, value = pair.partition(op)
         if not sep:

@@ -9,6 +9,7 @@ pulses at twice the ring frequency and the on-hook ringer's current pulses the l
 sensor. Hook and dial contacts bounce.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ from appliance.call.profiles import for_jurisdiction, profile
 from appliance.config import LineConfig
 from appliance.country import RING_CADENCES, Country, Tone, country
 from appliance.dsp import RATE
+from appliance.dsp.callerid import CallerIdMessage, callerid_signal, cas_alert, standards_for
 from appliance.dsp.levels import noise_rms
-from appliance.dsp.progress import CAS_HZ
 from appliance.dsp.tones import cadenced, dtmf, tone
 from appliance.dsp.wav import read_line_audio
 from appliance.errors import AudioFileError
@@ -39,6 +40,7 @@ RINGER_OHMS = 8000.0
 OPTO_STEP = 1e-4  # seconds: how finely the ring waveform is evaluated
 TONE_DBM0 = -13.0
 TAIL = 1.0  # quiet line after the last command, so pending timers can fire
+CALLERID_DATETIME = "11281230"  # MMDDHHMM the simulated exchange sends
 
 
 @dataclass
@@ -248,18 +250,52 @@ def _set_line_kind(line: _Line, c: Command) -> None:
 def _ring(line: _Line, c: Command) -> None:
     if line.off_hook:
         raise c.error("the exchange does not ring an off-hook line")
-    if len(c.args) > 1:
-        raise c.error("`ring N callerid ...` is not yet supported: caller ID has its own issue")
     cycles = int(c.number(0, "the number of rings", 1, 100))
+    caller = _caller(line, c, c.args[1:])
     line.rang = True
+    if caller is not None and caller.standard != "bell202":
+        _send_before_ringing(line, caller)
+        caller = None
     cadence = RING_CADENCES[line.place.ring_cadence]
     elements = list(cadence) * cycles
     elements.pop()  # end on the last burst: the next command happens in its silence
     for i, seconds in enumerate(elements):
         if i % 2 == 0:
             line.ring_burst(seconds)
+        elif i == 1 and caller is not None:  # North America: between the first two rings
+            line.advance(0.5)
+            signal = callerid_signal(caller, dbm0_at_full_scale=line.dbm0_fs)
+            line.add_audio(line.t, signal)
+            line.advance(max(0.0, seconds - 0.5))
         else:
             line.advance(seconds)
+
+
+def _caller(line: _Line, c: Command, args: tuple[str, ...]) -> CallerIdMessage | None:
+    """`callerid NUMBER ["NAME"]` as the message the country's exchange would send."""
+    if not args:
+        return None
+    if args[0] != "callerid" or len(args) not in (2, 3):
+        raise c.error('caller ID is written `callerid NUMBER ["NAME"]`')
+    number = args[1]
+    if not number.isdigit() or len(number) > 20:
+        raise c.error(f"caller ID number {number!r} must be 1 to 20 digits")
+    standard = standards_for(line.place.code)[0]
+    name = args[2] if len(args) == 3 and standard != "dtmf" else None  # DTMF has no name
+    return CallerIdMessage(standard, number=number, name=name, datetime=CALLERID_DATETIME)
+
+
+def _send_before_ringing(line: _Line, caller: CallerIdMessage) -> None:
+    """ETSI EN 300 659-1 (UK and DTMF countries): the line reverses, a dual-tone alert
+    (FSK only), then the message, then the first ring."""
+    _reverse_polarity(line)
+    line.advance(0.25)
+    if caller.standard == "v23":
+        line.add_audio(line.t, cas_alert(0.1, dbm0_at_full_scale=line.dbm0_fs))
+        line.advance(0.15)
+    signal = callerid_signal(caller, dbm0_at_full_scale=line.dbm0_fs)
+    line.add_audio(line.t, signal)
+    line.advance(signal.size / RATE + 0.5)
 
 
 def _flash(line: _Line, c: Command) -> None:
@@ -386,15 +422,26 @@ def _say(line: _Line, c: Command) -> None:
 def _call_waiting(line: _Line, c: Command) -> None:
     """A second caller during the call: the exchange's subscriber alert (440 Hz, 300 ms,
     heard by the local party) and, 0.5 s later, the CPE alert signal (2130 + 2750 Hz,
-    80 ms) that tells the phone to listen."""
+    80 ms) that tells the phone to listen. With caller ID (type II) the phone answers the
+    alert with a `D` and the exchange sends the message."""
     if not line.off_hook:
         raise c.error("call waiting needs a call in progress (`offhook` first)")
-    if c.args:
-        raise c.error("`call-waiting` takes no arguments yet")
+    caller = _caller(line, c, c.args)
+    if caller is not None and caller.standard == "dtmf":
+        caller = dataclasses.replace(caller, standard="v23")  # type II is FSK everywhere
     line.add_audio(line.t, tone((440.0,), 0.3, (-13.0,), line.dbm0_fs))
     line.advance(0.8)
-    line.add_audio(line.t, tone(CAS_HZ, 0.08, (-15.0, -15.0), line.dbm0_fs))
-    line.advance(0.5)
+    line.add_audio(line.t, cas_alert(0.08, dbm0_at_full_scale=line.dbm0_fs))
+    line.advance(0.08)
+    if caller is None:
+        line.advance(0.42)
+        return
+    line.advance(0.1)
+    line.add_audio(line.t, dtmf("D", 0.06, -5.0, line.dbm0_fs))  # the phone's acknowledgement
+    line.advance(0.16)
+    signal = callerid_signal(caller, type2=True, dbm0_at_full_scale=line.dbm0_fs)
+    line.add_audio(line.t, signal)
+    line.advance(signal.size / RATE + 0.3)
 
 
 def _reverse_polarity(line: _Line) -> None:

@@ -51,6 +51,7 @@ RECORD_FIELDS = (
     "masked_spans",
     "reason",
     "status",
+    "waiting_callers",
 )
 
 

@@ -5,6 +5,7 @@ in memory (an identity file, or a user's unlocked key slot). Every export is aud
 """
 
 import datetime
+import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,8 +52,21 @@ def list_calls(
                 record["caller_number"] = fields.get("number")
                 record["caller_name"] = fields.get("name")
                 record["dialed"] = fields.get("dialed")
+                record["waiting_callers"] = _waiting_callers(catalog, opener, row["id"])
             out.append(record)
         return out
+
+
+def _waiting_callers(catalog: Catalog, opener: Unsealer, call_id: str) -> list[dict[str, Any]]:
+    """Type II caller ID heard during the call (call waiting), unsealed."""
+    out = []
+    for event in catalog.db.table("call_events").rows_where(
+        "call_id = ? AND kind = 'caller-id-waiting'", [call_id], order_by="t"
+    ):
+        detail = json.loads(event["detail"])
+        fields = opener.open(call_id, detail["seal_key"], base64.b64decode(detail["sealed"]))
+        out.append({"t": event["t"], **fields})
+    return out
 
 
 def _when(epoch: float | None) -> str:

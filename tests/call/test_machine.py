@@ -1,6 +1,8 @@
 """Every transition of the call machine, driven as the recorder drives it: a Tick every
 20 ms, events at their times."""
 
+import dataclasses
+
 import pytest
 
 from appliance.call import machine as m
@@ -391,3 +393,32 @@ def test_a_recorder_stopping_mid_call_keeps_the_recording_and_ends_the_record() 
 def test_a_recorder_stopping_between_calls_changes_nothing() -> None:
     state, timed = drive([(1.0, m.RecorderStopping(1.0))])
     assert state.phase is m.Phase.IDLE and kinds(timed) == []
+
+
+def test_a_caller_on_the_never_announce_list_is_neither_announced_nor_recorded() -> None:
+    events = incoming((9.0, OnHook(9.0)))
+    events.insert(1, (3.0, m.CallerIdentified(3.0, "4533123456", None)))
+    _, timed = drive(events, never_announce=frozenset({"4533123456"}))
+    assert "PlayAnnouncement" not in kinds(timed)
+    call = record(timed)
+    assert (call.caller_number, call.recorded) == ("4533123456", False)
+    assert call.reason == "on the never-announce list: no announcement"
+
+
+def test_never_announce_matches_the_same_number_with_or_without_a_prefix() -> None:
+    rules = m.Rules(profile("opt-in"), never_announce=frozenset({"4533123456", "911"}))
+    call = m.CallRecord("incoming", 0.0, "opt-in")
+    assert m.never_announced(dataclasses.replace(call, caller_number="33123456"), rules)
+    assert m.never_announced(dataclasses.replace(call, caller_number="004533123456"), rules)
+    assert m.never_announced(dataclasses.replace(call, dialed="911"), rules)
+    assert not m.never_announced(dataclasses.replace(call, caller_number="3456"), rules)
+    assert not m.never_announced(dataclasses.replace(call, dialed="9110"), rules)
+    assert not m.never_announced(call, rules)
+
+
+def test_caller_id_after_the_answer_is_kept_but_a_late_one_on_another_phase_is_not() -> None:
+    events = incoming((6.3, m.CallerIdentified(6.3, "5551234567", "SMITH")), (9.0, OnHook(9.0)))
+    _, timed = drive(events)
+    assert record(timed).caller_number == "5551234567"
+    _, timed = drive([(1.0, m.CallerIdentified(1.0, "5551234567", None))])
+    assert timed == [(0.0, a) for a in m.initial(False)[1]]  # idle: nothing to attach it to
