@@ -48,7 +48,7 @@ from appliance.dsp.echo import EchoCanceller
 from appliance.dsp.g711 import ulaw_encode
 from appliance.dsp.progress import ProgressDetector, ToneDetected
 from appliance.dsp.tones import tone
-from appliance.events import LineEvent
+from appliance.events import ButtonReleased, LineEvent
 from appliance.line import LineMonitor
 from appliance.line.timing import LineTiming
 from appliance.recorder.status import Heartbeat
@@ -75,6 +75,8 @@ CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the di
 MIN_FREE_BYTES = 3600 * 8000  # an hour of µ-law audio
 CALLER_ID_FRESH = 12.0  # seconds an on-hook caller-ID message stays the next call's
 TYPE2_WINDOW = 3.0  # seconds after a call-waiting alert in which type II is listened for
+SETUP_HOLD = 5.0  # seconds the setup button is held to open the setup window
+SETUP_WINDOW = 600  # seconds the window stays open
 
 
 @dataclass
@@ -172,6 +174,8 @@ class Recorder:
         self._store_audio(masked, [(s.start, s.end) for s in spans])
         for event in sorted(events, key=lambda e: e.t):
             self._emit(event.t, event)
+            if isinstance(event, ButtonReleased) and event.button == "setup":
+                self._setup_button(event)
             self.state, actions = m.step(self.state, event, now, self.rules)
             self._act(actions, event.t)
         self._deliver_caller_id(now)
@@ -237,6 +241,10 @@ class Recorder:
         if versions != self._settings_seen:
             self._settings_seen = versions
             self._apply_settings()
+        self._serve_requests()
+        backup = self.catalog.status("backup")
+        failed = backup[0].get("fault") if backup and isinstance(backup[0], dict) else None
+        self._fault("backup", f"the last backup failed: {failed}" if failed else None)
         self._fault("clock", None if self._clock_synced() else "the clock is not synchronised")
         free = shutil.disk_usage(self.folder).free
         self._fault(
@@ -245,6 +253,38 @@ class Recorder:
             if free >= MIN_FREE_BYTES
             else f"{free // 2**20} MiB free: less than an hour of recording",
         )
+
+    def _serve_requests(self) -> None:
+        """The web page's requests for what only the recorder may do: remove the file of a
+        call it deleted (`recordings/` is the recorder's). A request for a call that is not
+        marked deleted in the catalog removes nothing."""
+        for request in self.catalog.db.table("requests").rows_where(
+            "kind = 'recording.delete' AND done_at IS NULL", order_by="id"
+        ):
+            call_id = json.loads(request["payload"] or "{}").get("call_id", "")
+            call = self.catalog.call(call_id) if isinstance(call_id, str) else None
+            removed = False
+            if call is not None and call["status"] == "deleted":
+                path = self.folder / f"{call_id}.age"
+                if path.parent == self.folder and path.exists():
+                    path.unlink()
+                    self.disk.fsync_dir(str(self.folder))
+                    removed = True
+            with self.catalog.write():
+                self.catalog.db.table("requests").update(request["id"], {"done_at": time.time()})
+                if removed:
+                    self.catalog.update_call(call_id, {"file": None})
+                    self.catalog.audit("recorder", "recording.removed", call_id)
+
+    def _setup_button(self, event: ButtonReleased) -> None:
+        """`setup` held 5 s opens ten minutes of first-run setup or a login reset on the web
+        page (shared/DESIGN.md, front panel)."""
+        if event.held < SETUP_HOLD:
+            return
+        until = self._wall0 + event.t + SETUP_WINDOW
+        self.catalog.publish_status("setup_window", {"open_until": until})
+        self.catalog.audit("panel", "setup.window", "", {"open_until": round(until)})
+        log.info("setup button held: the web page allows setup for %d minutes", SETUP_WINDOW // 60)
 
     def _apply_settings(self) -> None:
         settings = {key: self.catalog.setting(key) for key in self._settings_seen}

@@ -226,3 +226,65 @@ def test_an_unsynchronised_clock_lights_fault_and_marks_the_calls(
         assert "clock" in recorder.status()["faults"]
         assert next(catalog.calls())["clock_synced"] == 0
     board.close()
+
+
+def test_the_recorder_removes_files_of_calls_the_web_page_deleted(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    import json
+
+    from appliance.recorder.recorder import Recorder
+
+    first = simulate(parse(CALL + CALL), cfg, data_dir=tmp_path)
+    kept, deleted = (call["id"] for call in first.calls)
+    recordings = tmp_path / "recordings"
+    with Catalog.open(tmp_path) as catalog:
+        catalog.update_call(deleted, {"status": "deleted"})  # as the web page does, audited
+        for call_id in (deleted, kept, "../catalog.db"):  # the last two must remove nothing
+            catalog.db.table("requests").insert(
+                {"kind": "recording.delete", "payload": json.dumps({"call_id": call_id})}
+            )
+    config = _config(cfg, tmp_path, "wait 3\n")
+    board = _sim_board(config, pin_map, "wait 3\n")
+    with Catalog.open(tmp_path) as catalog:  # no start-up reconcile: the running recorder
+        Recorder(config, board, catalog, keys.read_recipients(tmp_path)).run()
+    board.close()
+    assert sorted(p.name for p in recordings.iterdir()) == [f"{kept}.age"]
+    assert (tmp_path / "catalog.db").exists()
+    with Catalog.open(tmp_path) as catalog:
+        assert all(r["done_at"] for r in catalog.db.table("requests").rows)
+        assert catalog.call(deleted)["file"] is None
+        removals = [e for e in catalog.audit_entries() if e.action == "recording.removed"]
+        assert [e.target for e in removals] == [deleted]
+        catalog.verify_audit()
+
+
+def test_setup_held_five_seconds_opens_the_setup_window(cfg: Config, tmp_path: Path) -> None:
+    result = simulate(parse("wait 1\nbutton setup hold 2\nwait 1\n"), cfg, data_dir=tmp_path)
+    with Catalog.open(tmp_path) as catalog:
+        assert catalog.status("setup_window") is None  # 2 s is not enough
+    started = time.time()
+    result = simulate(parse("wait 1\nbutton setup hold 5.5\nwait 1\n"), cfg, data_dir=tmp_path)
+    assert not result.failures
+    with Catalog.open(tmp_path) as catalog:
+        window = catalog.status("setup_window")
+        assert window is not None
+        assert started + 590 < window[0]["open_until"] < time.time() + 610
+        assert any(e.action == "setup.window" for e in catalog.audit_entries())
+
+
+def test_a_failed_backup_lights_fault(cfg: Config, pin_map: PinMap, tmp_path: Path) -> None:
+    from appliance.recorder.recorder import Recorder
+
+    config = _config(cfg, tmp_path, "wait 3\n")
+    keys.init_keys(tmp_path)
+    board = _sim_board(config, pin_map, "wait 3\n")
+    with Catalog.open(tmp_path) as catalog:
+        catalog.publish_status("backup", {"fault": "the target is unreachable"})
+        recorder = Recorder(
+            config, board, catalog, keys.read_recipients(tmp_path), clock_synced=lambda: True
+        )
+        recorder.run()
+        assert board.gpio.leds["fault"].value == 1
+        assert "unreachable" in recorder.status()["faults"]["backup"]
+    board.close()
