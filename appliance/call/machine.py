@@ -21,7 +21,13 @@ from typing import Literal
 
 from appliance.call.profiles import Profile, profile
 from appliance.config import ConsentConfig
-from appliance.dsp.progress import SilenceStarted, SpeechStarted, ToneDetected, ToneEnded
+from appliance.dsp.progress import (
+    SilenceStarted,
+    SpeechStarted,
+    ToneDetected,
+    ToneEnded,
+    ToneKind,
+)
 from appliance.events import (
     ButtonPressed,
     ButtonReleased,
@@ -36,6 +42,7 @@ from appliance.events import (
 )
 
 Consent = Literal["granted", "refused", "timeout", "withdrawn", "not-asked"]
+MACHINE_TONES: tuple[ToneKind, ...] = ("fax_calling", "answer_tone")  # CNG, CED/ANS
 
 # -- inputs the recorder makes ------------------------------------------------------------
 
@@ -88,6 +95,13 @@ class CallerIdentified:
 
 
 @dataclass(frozen=True)
+class MachineToneSounding:
+    """A fax or modem tone is on the line, not yet recognised: hold the announcement."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class RecorderStopping:
     """The recorder is stopping (SIGTERM, the audio device gone): the call it followed
     ends here for it, with what was recorded kept."""
@@ -99,6 +113,7 @@ Event = (
     Tick
     | RecorderStopping
     | CallerIdentified
+    | MachineToneSounding
     | ConsentDigit
     | DialedDigit
     | WithdrawalDetected
@@ -256,6 +271,7 @@ class Rules:
     silence_ends_call: float = 120.0  # lines with neither CPC nor tones after the call
     local_above_dbm0: float = -9.0  # a digit this loud is likely the local handset's
     never_announce: frozenset[str] = frozenset()  # numbers, digits only
+    machine_tone_grace: float = 0.3  # the announcement waits this long after a fax tone
 
     @classmethod
     def from_config(cls, consent: ConsentConfig) -> "Rules":
@@ -362,7 +378,9 @@ def _on_event(s: State, e: Event, rules: Rules, out: list[Action]) -> State:
         return s
     if call is None:  # CLEARING after a start-up mid-call, or after a far-end hang-up
         return s
-    if isinstance(e, ToneDetected) and e.kind in ("fax_calling", "answer_tone"):
+    if isinstance(e, MachineToneSounding) and s.phase is Phase.ANSWERED and s.timer is not None:
+        return dataclasses.replace(s, timer=max(s.timer, e.t + rules.machine_tone_grace))
+    if isinstance(e, ToneDetected) and e.kind in MACHINE_TONES:
         if s.phase in (Phase.ANSWERED, Phase.DIALING, Phase.ASKING):
             return _unrecorded(s, e.t, "a fax or modem call: no announcement", out)
         return s

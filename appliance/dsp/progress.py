@@ -724,6 +724,14 @@ class ProgressDetector:
             return []
         return self._analyse(final=False)
 
+    def sounding(self, kinds: Sequence[ToneKind]) -> bool:
+        """A tone of these kinds is on the line now, not yet recognised as one: call
+        control waits for the verdict before it plays an announcement into a fax."""
+        return any(
+            group.in_run and group.onset is not None and any(k.name in kinds for k in group.kinds)
+            for group in self._groups
+        )
+
     def flush(self) -> list[ProgressEvent]:
         """Analyse the samples still held back (the end of a file); feeding may go on."""
         return self._analyse(final=True)

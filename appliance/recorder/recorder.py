@@ -167,6 +167,8 @@ class Recorder:
         events += self._digits(self.receiver.feed(residual))
         events += self.progress.feed(residual)
         self._caller_id(frame, on_hook, events)
+        if self.state.phase is m.Phase.ANSWERED and self.progress.sounding(m.MACHINE_TONES):
+            events.append(m.MachineToneSounding(now))
         if self._announcement is not None and not self._queue and not reference.any():
             events.append(m.PlaybackFinished(now))
             self._announcement = None
@@ -643,7 +645,8 @@ def describe(t: float, item: Any) -> dict[str, Any] | None:
         | m.ConsentDigit
         | m.WithdrawalDetected
         | m.PlaybackFinished
-        | m.CallerIdentified,
+        | m.CallerIdentified
+        | m.MachineToneSounding,
     ):
         return None  # digits stay inside; the machine's actions say what came of them
     out: dict[str, Any] = {"t": round(t, 4)}

@@ -422,3 +422,14 @@ def test_caller_id_after_the_answer_is_kept_but_a_late_one_on_another_phase_is_n
     assert record(timed).caller_number == "5551234567"
     _, timed = drive([(1.0, m.CallerIdentified(1.0, "5551234567", None))])
     assert timed == [(0.0, a) for a in m.initial(False)[1]]  # idle: nothing to attach it to
+
+
+def test_the_announcement_waits_while_a_fax_tone_is_being_recognised() -> None:
+    sounding = [(t, m.MachineToneSounding(t)) for t in (6.3, 6.4, 6.5, 6.6, 6.7)]
+    fax = (6.75, ToneDetected(6.2, "fax_calling"))
+    _, timed = drive(incoming(*sounding, fax, (12.0, OnHook(12.0))))
+    assert "PlayAnnouncement" not in kinds(timed)
+    assert record(timed).reason == "a fax or modem call: no announcement"
+    _, timed = drive(incoming(*sounding, (12.0, OnHook(12.0))))  # a blip, not a fax
+    played = next(t for t, a in timed if isinstance(a, m.PlayAnnouncement))
+    assert played == pytest.approx(7.0)  # 0.3 s after the tone was last heard
