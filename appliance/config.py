@@ -70,6 +70,8 @@ class ConsentConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str
+    max_age_days: float = 90.0
+    keep_free_mb: int = 1024
 
 
 @dataclass(frozen=True)

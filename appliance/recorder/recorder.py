@@ -57,6 +57,7 @@ from appliance.vault.calls import store_finished
 from appliance.vault.catalog import Catalog
 from appliance.vault.reconcile import RECORDINGS
 from appliance.vault.recording import OS_DISK, Disk, DiskFullError, RecordingWriter
+from appliance.vault.retention import RetentionPolicy, run_retention
 from appliance.vault.seal import Sealer
 
 log = logging.getLogger("appliance.recorder")
@@ -69,12 +70,13 @@ WITHDRAW_WITHIN = 3.0  # seconds between the two keys
 ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
 # Frames taken as one block while nothing depends on the next few milliseconds (no
 # playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
-CALM_BLOCK = 10  # 200 ms
+CALM_BLOCK = 50  # 1 s
 CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
 CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the disk when idle
 MIN_FREE_BYTES = 3600 * 8000  # an hour of µ-law audio
 CALLER_ID_FRESH = 12.0  # seconds an on-hook caller-ID message stays the next call's
 TYPE2_WINDOW = 3.0  # seconds after a call-waiting alert in which type II is listened for
+RETENTION_EVERY = 600.0  # seconds between retention passes, between calls
 SETUP_HOLD = 5.0  # seconds the setup button is held to open the setup window
 SETUP_WINDOW = 600  # seconds the window stays open
 
@@ -110,6 +112,7 @@ class Recorder:
         self.announcements = Path(config.storage.data_dir) / OWNER_ANNOUNCEMENTS
         self._settings_seen: dict[str, int] = {}
         self._checked_at = -CHECK_EVERY
+        self._retained_at = -RETENTION_EVERY
         self._faults: dict[str, str] = {}  # what lights the fault LED, in words
         self._clock_synced = clock_synced
         self.monitor = LineMonitor(LineTiming.from_config(config.line), board.initial_levels())
@@ -146,8 +149,8 @@ class Recorder:
         self._quiet_from: float | None = None  # the start of the span still open
         self._masked: list[tuple[float, float]] = []
         self._withdraw_last: tuple[str, float] | None = None
-        # Board time of the masker's next output sample: it runs DELAY samples behind.
-        self._masked_at = -DtmfMasker.DELAY / RATE
+        self._masked_samples = 0  # the masker's output so far
+        self._pending = np.zeros(0)  # this block's masked audio not yet held or written
         self._echo_until = 0.0  # the echo canceller runs while playing and a little after
         self._now = 0.0  # the end of the last block processed
         self._act(actions, 0.0)
@@ -173,13 +176,16 @@ class Recorder:
             events.append(m.PlaybackFinished(now))
             self._announcement = None
         masked, spans = self.masker.feed(frame.audio)
-        self._store_audio(masked, [(s.start, s.end) for s in spans])
+        self._pending = masked
+        self._masked += [(s.start, s.end) for s in spans]
         for event in sorted(events, key=lambda e: e.t):
+            self._store_until(event.t)  # what came before the event, as things stood
             self._emit(event.t, event)
             if isinstance(event, ButtonReleased) and event.button == "setup":
                 self._setup_button(event)
             self.state, actions = m.step(self.state, event, now, self.rules)
             self._act(actions, event.t)
+        self._store_until(None)
         self._deliver_caller_id(now)
         self.state, actions = m.step(self.state, m.Tick(now), now, self.rules)
         self._act(actions, now)
@@ -213,6 +219,8 @@ class Recorder:
             frames: list[Frame] = []
             while len(frames) < self.frames_wanted() and (frame := read()) is not None:
                 frames.append(frame)
+                if frame.edges:
+                    break  # the hook or a button: answered now (the mute LED), not a block later
             if not frames:
                 return
             block = merge(frames)
@@ -255,6 +263,23 @@ class Recorder:
             if free >= MIN_FREE_BYTES
             else f"{free // 2**20} MiB free: less than an hour of recording",
         )
+        if self._now - self._retained_at >= RETENTION_EVERY:
+            self._retained_at = self._now
+            self._retain()
+
+    def _retain(self) -> None:
+        """Retention: by age (the owner's `retention.days`) and by free space."""
+        days = self.catalog.setting("retention.days", self.config.storage.max_age_days)
+        if not isinstance(days, int | float) or isinstance(days, bool) or days < 1:
+            log.error("setting retention.days is %r, not a number of days (ignored)", days)
+            days = self.config.storage.max_age_days
+        policy = RetentionPolicy(float(days), self.config.storage.keep_free_mb << 20)
+        synced = "clock" not in self._faults
+        deleted = run_retention(
+            self.catalog, self.config.storage.data_dir, self._wall0 + self._now, synced, policy
+        )
+        if deleted:
+            log.info("retention deleted %d recording(s)", len(deleted))
 
     def _serve_requests(self) -> None:
         """The web page's requests for what only the recorder may do: remove the file of a
@@ -384,13 +409,26 @@ class Recorder:
 
     # -- audio to memory or to the vault ---------------------------------------------------
 
-    def _store_audio(self, masked: NDArray[np.float64], spans: list[tuple[float, float]]) -> None:
-        self._masked_at += masked.size / RATE
-        self._masked += spans
+    @property
+    def _masked_at(self) -> float:
+        """Board time of the masker's next output sample: it runs DELAY samples behind."""
+        return (self._masked_samples - DtmfMasker.DELAY) / RATE
+
+    def _store_until(self, t: float | None) -> None:
+        """Hold or write the masked audio from before board time `t` (all of this block's
+        when None): an event's actions (start, stop, withdraw) apply from its own time."""
+        k = self._pending.size
+        if t is not None:
+            k = min(k, max(0, round((t - self._masked_at) * RATE)))
+        if k == 0:
+            return
+        block, self._pending = self._pending[:k], self._pending[k:]
+        start = self._masked_at
+        self._masked_samples += k
         if self._held is not None:
-            self._held.append(masked)
+            self._held.append(block)
         if self._recording is not None:
-            self._write(self._silence_quiet(masked, self._masked_at - masked.size / RATE))
+            self._write(self._silence_quiet(block, start))
         else:
             self._quiet_changes.clear()
 
@@ -429,9 +467,19 @@ class Recorder:
         try:
             recording.writer.write(ulaw_encode(block).tobytes())
         except DiskFullError as exc:
+            # The files stay as a power cut leaves them (recoverable up to the last durable
+            # second); the call goes on unrecorded and ends in this same row.
             log.error("call %s: %s", recording.call_id, exc)
-            self.catalog.update_call(recording.call_id, {"reason": "disk full: recording stopped"})
+            self.catalog.update_call(
+                recording.call_id,
+                {"status": "interrupted", "reason": "disk full: recording stopped"},
+            )
             self._recording = None
+            self._finished = {
+                "id": recording.call_id,
+                "audio_seconds": recording.writer.audio_seconds,
+                "start": recording.start,
+            }
             self._fault("storage", "the disk is full")
 
     # -- actions ----------------------------------------------------------------------------

@@ -54,14 +54,17 @@ def run_retention(
     measure = free or (lambda: free_bytes(data_dir))
     done: list[Deleted] = []
     candidates = catalog.db.execute(
-        "SELECT id, started_at, file FROM calls WHERE file IS NOT NULL AND legal_hold = 0 "
+        "SELECT id, started_at, clock_synced, file FROM calls "
+        "WHERE file IS NOT NULL AND legal_hold = 0 "
         "AND status IN ('finished', 'interrupted') ORDER BY started_at"
     ).fetchall()
     cutoff = now - policy.max_age_days * DAY
-    for call_id, started_at, file in candidates:
+    for call_id, started_at, row_synced, file in candidates:
         if len(done) >= policy.cap:
             break
-        if clock_synced and started_at < cutoff:
+        # By age only when both clocks are true: now's, and the call's own (a call stamped
+        # by an unsynchronised boot clock may be years "old" and minutes young).
+        if clock_synced and row_synced and started_at < cutoff:
             reason = f"older than {policy.max_age_days:g} days"
         elif measure() < policy.keep_free_bytes:
             reason = "disk space"

@@ -288,3 +288,28 @@ def test_a_failed_backup_lights_fault(cfg: Config, pin_map: PinMap, tmp_path: Pa
         assert board.gpio.leds["fault"].value == 1
         assert "unreachable" in recorder.status()["faults"]["backup"]
     board.close()
+
+
+def test_the_recorder_runs_retention_between_calls(
+    cfg: Config, pin_map: PinMap, tmp_path: Path
+) -> None:
+    from appliance.recorder.recorder import Recorder
+
+    simulate(parse(CALL + CALL + CALL), cfg, data_dir=tmp_path)
+    config = _config(cfg, tmp_path, "wait 3\n")
+    with Catalog.open(tmp_path) as catalog:
+        old, unsure, recent = (row["id"] for row in catalog.calls())
+        two_days_ago = time.time() - 2 * 86400
+        catalog.update_call(old, {"started_at": two_days_ago, "clock_synced": 1})
+        catalog.update_call(unsure, {"started_at": two_days_ago, "clock_synced": 0})
+        catalog.set_setting("retention.days", 1, by="owner")
+        board = _sim_board(config, pin_map, "wait 3\n")
+        Recorder(
+            config, board, catalog, keys.read_recipients(tmp_path), clock_synced=lambda: True
+        ).run()
+        board.close()
+        status = {row["id"]: row["status"] for row in catalog.calls()}
+    assert status == {old: "deleted", unsure: "finished", recent: "finished"}
+    assert sorted(p.name for p in (tmp_path / "recordings").iterdir()) == sorted(
+        f"{i}.age" for i in (unsure, recent)
+    )

@@ -24,6 +24,7 @@ def make_calls(
                 "recorded": 1,
                 "file": name,
                 "legal_hold": int(i in hold),
+                "clock_synced": 1,  # stamped by a synchronised clock
             }
         )
 
@@ -54,6 +55,16 @@ def test_never_by_age_on_an_unsynchronised_clock(tmp_path: Path) -> None:
             )
             == []
         )
+
+
+def test_never_by_age_a_call_stamped_by_an_unsynchronised_clock(tmp_path: Path) -> None:
+    with Catalog.open(tmp_path) as catalog:
+        make_calls(catalog, tmp_path, [500, 400])
+        catalog.update_call("c1", {"clock_synced": 0})  # a boot clock's time: unsure
+        deleted = run_retention(
+            catalog, tmp_path, NOW, True, RetentionPolicy(90), free=lambda: 1 << 40
+        )
+        assert [d.call_id for d in deleted] == ["c0"]
 
 
 def test_by_free_space_capped_per_run(tmp_path: Path) -> None:
