@@ -12,6 +12,7 @@ and only ever add, so an older version still reads the data.
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,8 +28,32 @@ BUSY_TIMEOUT_MS = 5000
 GENESIS = "0" * 64
 
 
+CATALOG_MODE = 0o660  # the recorder and the web both write it (the data group)
+
+
 class CatalogError(VaultError):
     """The catalog cannot be opened, or its audit chain does not verify."""
+
+
+def _create_group_writable(path: Path) -> None:
+    """Make a new database file 0660 before SQLite does: SQLite would make it 0644 less the
+    umask, which the other service could not write. Its -wal and -shm files copy the
+    database file's mode (and, made as root, its owner), so they are 0660 too. An existing
+    file is left as it is (on the box tmpfiles.d and `apply_ownership` own it); a symlink
+    in its place is refused, never followed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, CATALOG_MODE)
+    except FileExistsError:
+        if path.is_symlink():
+            raise CatalogError(
+                f"the catalog {path} is a symbolic link",
+                hint="the catalog is a plain file in the data folder; move the link away",
+            ) from None
+        return
+    try:
+        os.fchmod(fd, CATALOG_MODE)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -157,6 +182,35 @@ def entry_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class _Database(sqlite_utils.Database):
+    """sqlite-utils with write transactions that take the write lock up front.
+
+    A deferred transaction (plain BEGIN) that reads before it writes, as an audit entry
+    does (it reads the chain's tail), fails at once with "database is locked" when another
+    connection committed in between: WAL cannot upgrade a stale read snapshot, and the busy
+    timeout does not apply to that. BEGIN IMMEDIATE takes the write lock first, waiting up
+    to the busy timeout, so every `atomic()` block of every caller waits its turn instead.
+    Nested blocks stay savepoints."""
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()  # a no-op if the error ended the transaction already
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+
 class Catalog:
     """The catalog of one data folder. Open with `Catalog.open(data_dir)`; close when done."""
 
@@ -166,6 +220,8 @@ class Catalog:
 
     @classmethod
     def open(cls, data_dir: str | Path, create: bool = True) -> "Catalog":
+        """Open (or make) the catalog. Made here, the database and its -wal and -shm files
+        are 0660, whatever the umask: both services write it (the data group)."""
         path = Path(data_dir) / CATALOG
         if not create and not path.exists():
             raise CatalogError(
@@ -173,7 +229,8 @@ class Catalog:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite_utils.Database(path)
+            _create_group_writable(path)
+            db = _Database(path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -203,7 +260,9 @@ class Catalog:
         for number, step in enumerate(MIGRATIONS, start=1):
             if self.version >= number:
                 continue
-            with self.db.atomic():
+            with self.write():
+                if self.version >= number:  # another process migrated while this waited
+                    continue
                 step(self.db)
                 self.db.execute(f"PRAGMA user_version={number}")
 
@@ -214,27 +273,20 @@ class Catalog:
         A deferred transaction that reads before it writes (as `audit` and `set_setting`
         do) fails at once with "database is locked" when another connection committed in
         between: WAL cannot upgrade a stale read snapshot, and the busy timeout does not
-        apply. Inside this one they wait their turn. Nested: a savepoint."""
-        if self.db.conn.in_transaction:
-            with self.db.atomic():
-                yield
-            return
-        self.db.conn.execute("BEGIN IMMEDIATE")
-        try:
+        apply. Inside this one they wait their turn. Nested: a savepoint. (`db.atomic()`
+        is the same transaction, see `_Database`.)"""
+        with self.db.atomic():
             yield
-        except BaseException:
-            self.db.conn.execute("ROLLBACK")
-            raise
-        self.db.conn.execute("COMMIT")
 
     # -- users --------------------------------------------------------------------------
 
     def add_user(self, name: str, role: str, now: float | None = None) -> None:
-        if self.user(name) is not None:
-            raise VaultError(f"user {name!r} exists already", hint="pick another name")
-        self.db.table("users").insert(
-            {"name": name, "role": role, "created_at": now or time.time()}
-        )
+        with self.write():
+            if self.user(name) is not None:
+                raise VaultError(f"user {name!r} exists already", hint="pick another name")
+            self.db.table("users").insert(
+                {"name": name, "role": role, "created_at": now or time.time()}
+            )
 
     def user(self, name: str) -> dict[str, Any] | None:
         rows = list(self.db.table("users").rows_where("name = ?", [name]))
@@ -257,8 +309,9 @@ class Catalog:
         return dict(self.db.execute("SELECT key, version FROM settings").fetchall())
 
     def set_setting(self, key: str, value: Any, by: str, now: float | None = None) -> int:
-        """Store a setting with a new version; audited."""
-        with self.db.atomic():
+        """Store a setting with a new version; audited. The version is read and written
+        under the write lock, so concurrent changes each get their own version."""
+        with self.write():
             rows = list(self.db.table("settings").rows_where("key = ?", [key]))
             version = (rows[0]["version"] if rows else 0) + 1
             self.db.table("settings").upsert(
@@ -294,10 +347,11 @@ class Catalog:
         detail: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> AuditEntry:
-        """Append an entry to the hash chain (in the caller's transaction, if any)."""
+        """Append an entry to the hash chain (in the caller's transaction, if any). The
+        tail is read under the write lock: two writers never chain to the same entry."""
         text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
         at = now if now is not None else time.time()
-        with self.db.atomic():
+        with self.write():
             last = self.db.execute(
                 "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
             ).fetchone()

@@ -15,15 +15,19 @@ process's memory only; nothing that decrypts is ever written unwrapped.
     keys/slots/NAME.age     0640  a passphrase file: V (admin, listener) or a login marker
 
 Ownership: the recorder's user owns `keys/` and what is in it, the web's group reads it;
-`keys/slots/` belongs to the web's user, which adds users and changes passphrases. A file
-written as root takes the owner and group of its folder (see `apply_ownership`).
+`keys/slots/` belongs to the web's user, which adds users and changes passphrases, and its
+group is the backup's (setgid), so the recorder never reads a slot. A file written as root
+takes the owner and group of its folder (see `apply_ownership`).
 """
 
+import errno
+import grp
 import itertools
 import os
 import pwd
 import re
 import secrets
+import stat
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -588,35 +592,110 @@ def _only_common_words(core: str) -> bool:
 
 # -- ownership --------------------------------------------------------------------------
 
+# Groups of `ownership_plan`: the data group (the web's primary group, which the recorder
+# runs with) reads what the recorder writes; the slots' group is the backup's alone, so the
+# recorder never reads a passphrase slot (it could guess at it offline) and the backup,
+# which copies them sealed, does.
+DATA_GROUP = "data"
+SLOTS_GROUP = "slots"
 
-def ownership_plan(data_dir: str | Path) -> list[tuple[Path, str, int]]:
-    """(path, owning service, mode) for the keys and recordings: `recorder` files are
-    group-readable by the web, which can read but not change them; the web owns the slots."""
+
+def ownership_plan(data_dir: str | Path) -> list[tuple[Path, str, str, int]]:
+    """(path, owning service, group, mode) for the keys and recordings: `recorder` files
+    are readable by the data group, which cannot change them; the web owns the slots, which
+    only the slots' group (the backup) reads. `keys/slots` is setgid: a slot the web
+    writes takes the slots' group by itself."""
     folder = keys_dir(data_dir)
     plan = [
-        (folder, "recorder", 0o750),
-        (folder / RECIPIENTS, "recorder", 0o644),
-        (folder / VAULT_PUB, "recorder", 0o644),
-        (folder / KEYRING, "recorder", 0o640),
-        (folder / VAULT_RECOVERY, "recorder", 0o640),
-        (folder / SLOTS, "web", 0o750),
+        (folder, "recorder", DATA_GROUP, 0o750),
+        (folder / RECIPIENTS, "recorder", DATA_GROUP, 0o644),
+        (folder / VAULT_PUB, "recorder", DATA_GROUP, 0o644),
+        (folder / KEYRING, "recorder", DATA_GROUP, 0o640),
+        (folder / VAULT_RECOVERY, "recorder", DATA_GROUP, 0o640),
+        (folder / SLOTS, "web", SLOTS_GROUP, 0o2750),
     ]
     recordings = Path(data_dir) / "recordings"
     if recordings.is_dir():
-        plan.append((recordings, "recorder", 0o750))
-        plan += [(p, "recorder", 0o640) for p in sorted(recordings.iterdir()) if p.is_file()]
+        plan.append((recordings, "recorder", DATA_GROUP, 0o750))
+        plan += [
+            (p, "recorder", DATA_GROUP, 0o640)
+            for p in sorted(recordings.iterdir())
+            if p.is_file() or p.is_symlink()  # a link is listed, and refused when applied
+        ]
     if (folder / SLOTS).is_dir():
-        plan += [(p, "web", 0o640) for p in sorted((folder / SLOTS).glob("*.age"))]
+        plan += [(p, "web", SLOTS_GROUP, 0o640) for p in sorted((folder / SLOTS).glob("*.age"))]
     return plan
 
 
-def apply_ownership(data_dir: str | Path, recorder_user: str, web_user: str) -> None:
-    """As root (at install, or after a CLI change): owners and modes of `ownership_plan`;
-    every file's group is the web user's primary group."""
+def _open_no_follow(data_dir: Path, path: Path) -> int | None:
+    """An O_PATH descriptor of `path`, reached from `data_dir` one component at a time
+    without following a symbolic link anywhere below it (a folder swapped for a link
+    would otherwise lead the walk elsewhere). None when it does not exist; VaultError
+    when it is a link."""
+    parts = path.relative_to(data_dir).parts
+    fd = os.open(data_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC | (0 if last else os.O_DIRECTORY)
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                # a link (or a file) where a folder belongs: O_NOFOLLOW | O_DIRECTORY
+                where = data_dir.joinpath(*parts[: i + 1])
+                raise VaultError(f"{where} is not a folder but a link or a file") from None
+            os.close(fd)
+            fd = child
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise VaultError(f"{path} is a symbolic link")
+        found, fd = fd, -1
+        return found
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def apply_ownership(
+    data_dir: str | Path, recorder_user: str, web_user: str, slots_group: str | None = None
+) -> None:
+    """As root (at install, or after a CLI change): owners and modes of `ownership_plan`.
+    The data group is the web user's primary group; the slots' group is `slots_group`
+    (the backup's, on the box), else the data group too.
+
+    It runs as root in a folder whose parts the services own, so it never follows a
+    symbolic link: a link planted in `keys/slots/` or `recordings/` (or a folder swapped
+    for one) could otherwise make root chown or chmod any file on the box. Each path is
+    opened without following links and changed through that descriptor
+    (/proc/self/fd: Linux has no fchmod on an O_PATH descriptor nor lchmod). A link is
+    left alone: the rest is applied, then VaultError names every link found."""
+    data = Path(data_dir).resolve()  # the folder itself is the caller's to name
     recorder = pwd.getpwnam(recorder_user)
     web = pwd.getpwnam(web_user)
-    for path, service, mode in ownership_plan(data_dir):
-        if path.exists():
+    groups = {DATA_GROUP: web.pw_gid, SLOTS_GROUP: web.pw_gid}
+    if slots_group is not None:
+        groups[SLOTS_GROUP] = grp.getgrnam(slots_group).gr_gid
+    refused: list[Path] = []
+    for path, service, group, mode in ownership_plan(data):
+        try:
+            fd = _open_no_follow(data, path)
+        except VaultError:
+            refused.append(path)
+            continue
+        if fd is None:
+            continue
+        try:
             uid = recorder.pw_uid if service == "recorder" else web.pw_uid
-            os.chown(path, uid, web.pw_gid, follow_symlinks=False)
-            os.chmod(path, mode)
+            target = f"/proc/self/fd/{fd}"
+            os.chown(target, uid, groups[group])  # the descriptor's file, not a name
+            os.chmod(target, mode)  # after chown, which clears setgid bits
+        finally:
+            os.close(fd)
+    if refused:
+        raise VaultError(
+            f"left alone, being symbolic links: {', '.join(map(str, refused))}",
+            hint="nothing the appliance writes is a link: remove them, then run this again",
+        )

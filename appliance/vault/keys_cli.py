@@ -49,6 +49,15 @@ def keys_init(
     return 0
 
 
+def keys_from_request(data_dir: str | Path, out: TextIO) -> int:
+    """`keys init --from-request --data DIR`: the box's key service answers the web page's
+    first-run request (`appliance.vault.keyrequest`). Prints public keys only."""
+    from appliance.vault import keyrequest
+
+    out.write(keyrequest.serve_request(data_dir) + "\n")
+    return 0
+
+
 def users_add(
     data_dir: str | Path,
     name: str,

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from appliance.errors import WebError
-from appliance.vault import keys
+from appliance.vault import keyrequest, keys
 from appliance.vault.age import AgeError, Identity, Recipient
 from appliance.vault.catalog import Catalog
 
@@ -125,6 +125,6 @@ def run_setup(
             recipient = Recipient.parse(recovery_recipient)
         except AgeError as exc:
             raise WebError(f"the recovery key is not an age public key: {exc}") from exc
-    created = keys.init_keys(data_dir, recipient, catalog)
+    created = keyrequest.make_keys(data_dir, recipient, catalog)  # on the box: the key service
     keys.add_user(data_dir, catalog, name, "admin", passphrase, created.authority)
     return SetupDone(name, True, created.recovery_identity)

@@ -144,12 +144,33 @@ def test_the_layer_and_the_smoke_test_install_the_same_packages() -> None:
     assert order == sorted(order)
 
 
-def test_the_firewall_ruleset_parses_and_opens_only_what_it_should() -> None:
+def box_users() -> list[str]:
+    rows = (ROOT / "systemd" / "appliance.sysusers.conf").read_text().splitlines()
+    return [row.split()[1] for row in rows if row.startswith("u ")]
+
+
+def nft_check(ruleset: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`nft -c` as on the box, where the users the ruleset names exist: this machine's
+    passwd with the box's users added, over /etc/passwd in a private mount namespace."""
+    passwd = tmp_path / "passwd"
+    added = "".join(
+        f"{user}:x:{64900 + n}:{64900 + n}::/nonexistent:/usr/sbin/nologin\n"
+        for n, user in enumerate(box_users())
+    )
+    passwd.write_text(Path("/etc/passwd").read_text() + added)
+    script = 'mount --bind "$1" /etc/passwd && exec nft -c -f "$2"'
+    namespaces = ["-m"] if os.geteuid() == 0 else ["-rnm"]
+    return subprocess.run(
+        ["unshare", *namespaces, "sh", "-c", script, "sh", str(passwd), str(ruleset)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_firewall_ruleset_parses_and_opens_only_what_it_should(tmp_path: Path) -> None:
     ruleset = OVERLAY / "etc" / "nftables.conf"
-    command = ["nft", "-c", "-f", str(ruleset)]
-    if os.geteuid() != 0:
-        command = ["unshare", "-rn", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    result = nft_check(ruleset, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     text = ruleset.read_text()
     assert "policy drop;" in text.split("chain input", 1)[1].split("}", 1)[0]
@@ -160,6 +181,30 @@ def test_the_firewall_ruleset_parses_and_opens_only_what_it_should() -> None:
     ports = {(proto, port) for proto, spec in inbound for port in re.findall(r"\d+", spec)}
     assert ports == {("udp", "68"), ("udp", "546"), ("tcp", "443"), ("udp", "5353"), ("tcp", "22")}
     assert "udp dport 123 accept" in text  # NTP out
+    # The internet (HTTPS, SSH) only for the backup's user: every other rule out is local
+    # or a named service's port, and none opens 443 or 22 to anyone else.
+    output = text.split("chain output", 1)[1]
+    wide = [
+        line.strip()
+        for line in output.splitlines()
+        if re.search(r"\b(443|22)\b", line) and "accept" in line
+    ]
+    assert wide == [
+        'meta skuid "appliance-backup" tcp dport { 443, 22 } accept comment "off-box copies"'
+    ]
+    assert "appliance-backup" in box_users()
+
+
+def test_the_firewall_check_knows_a_user_from_a_typo(tmp_path: Path) -> None:
+    ruleset = tmp_path / "typo.nft"
+    ruleset.write_text(
+        (OVERLAY / "etc" / "nftables.conf")
+        .read_text()
+        .replace('skuid "appliance-backup"', 'skuid "appliance-bakup"')
+    )
+    result = nft_check(ruleset, tmp_path)
+    assert result.returncode != 0
+    assert "User does not exist" in result.stderr
 
 
 def test_nft_check_rejects_a_broken_ruleset(tmp_path: Path) -> None:
@@ -186,6 +231,13 @@ def test_root_is_read_only_and_the_data_partition_holds_what_the_box_writes() ->
     for target in (data_dir, "/var/log/journal", "/var/lib/systemd"):
         source, _, kind, options = mounts[target][:4]
         assert source.startswith("/data/") and kind == "none" and "bind" in options, target
+    # The releases an update writes: on the data partition (noexec), bound back where the
+    # services run them and executable there alone.
+    releases = config.shipped_defaults()["update"]["root"]
+    source, _, kind, options = mounts[releases][:4]
+    assert (source, kind) == ("/data/releases", "none")
+    assert {"bind", "exec", "nosuid", "nodev"} <= set(options.split(","))
+    assert "noexec" in mounts["/data"][3].split(",")
     assert mounts["/tmp"][2] == "tmpfs"
     units = (ROOT / "systemd" / "appliance-recorder.service").read_text()
     assert f"ConditionPathExists={data_dir}/" in units

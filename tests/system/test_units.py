@@ -1,19 +1,24 @@
 """The systemd units of the box (systemd/): they verify without a warning, keep their
 exposure under the limits, say what shared/DESIGN.md asks of each process, and lay out the
-data folder with the owners of `appliance/vault/keys.py` `ownership_plan`.
+data folder with the owners of `appliance/vault/keys.py` `ownership_plan`; first-run keys
+made through the key service by the box's own users land with those owners.
 
 `systemd-analyze verify` exits 0 on an unknown key and only prints it, so every test here
 reads its output. No systemd has to run as PID 1: verify and `security --offline` read the
-files. The ExecStart binary is a stub in a temporary folder (the units are copied with the
-path rewritten), since the real one exists only on the box; `make image-check` verifies
+files. The ExecStart binaries are stubs in a temporary folder (the units are copied with the
+release's bin/ rewritten), since the real ones exist only on the box; `make image-check` verifies
 the installed units again with the real binary in a Debian root.
 """
 
 import configparser
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +26,27 @@ from pathlib import Path
 import pytest
 
 from appliance import config
-from appliance.vault import keys
+from appliance.update import releases
+from appliance.vault import keyrequest, keys
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
-INSTALLED_BINARY = "/opt/appliance/bin/appliance"
+# What the services run: the `current` release of appliance/update/releases.py.
+RELEASE_BIN = f"{config.shipped_defaults()['update']['root']}/{releases.CURRENT}/bin/"
+INSTALLED_BINARY = RELEASE_BIN + "appliance"
 RECORDER = "appliance-recorder.service"
 WEB = "appliance-web.service"
-ALL_UNITS = (RECORDER, "appliance-recorder.path", WEB)
-EXPOSURE_LIMITS = {RECORDER: 2.0, WEB: 2.5}
+SETUP = "appliance-setup.service"
+SETTLE = "appliance-update-settle.service"
+BACKUP = "appliance-backup.service"
+SERVICES = (RECORDER, WEB, SETUP, SETTLE, BACKUP)
+ALL_UNITS = (
+    *SERVICES,
+    "appliance-recorder.path",
+    "appliance-setup.path",
+    "appliance-backup.timer",
+)
+EXPOSURE_LIMITS = {RECORDER: 2.0, WEB: 2.5, BACKUP: 2.5, SETUP: 2.0, SETTLE: 2.0}
 # Keys of the restart back-off drop-in, and the systemd version that knows them.
 BACKOFF = UNITS / "appliance-recorder.service.d" / "restart-backoff.conf"
 BACKOFF_KEYS = {"RestartSteps", "RestartMaxDelaySec"}
@@ -79,15 +96,16 @@ class Unit:
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The units in a temporary folder, ExecStart pointing at a stub that exists."""
+    """The units in a temporary folder, the release's bin/ holding stubs that exist."""
     folder = tmp_path_factory.mktemp("units")
-    stub = folder / "bin" / "appliance"
-    stub.parent.mkdir()
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
+    (folder / "bin").mkdir()
+    for name in ("appliance", "python"):
+        stub = folder / "bin" / name
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     for name in ALL_UNITS:
         text = (UNITS / name).read_text()
-        (folder / name).write_text(text.replace(INSTALLED_BINARY, str(stub)))
+        (folder / name).write_text(text.replace(RELEASE_BIN, f"{folder}/bin/"))
     return folder
 
 
@@ -101,10 +119,11 @@ def analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_stub_stands_in_for_every_exec_start(staged: Path) -> None:
-    for name in (RECORDER, WEB):
+    for name in SERVICES:
         text = (UNITS / name).read_text()
         assert f"ExecStart={INSTALLED_BINARY} " in text, name
-        assert INSTALLED_BINARY not in (staged / name).read_text(), name
+        assert RELEASE_BIN not in (staged / name).read_text(), name
+    assert set(ALL_UNITS) == {p.name for p in UNITS.glob("appliance-*") if p.is_file()}
 
 
 def test_units_verify_without_a_single_warning(staged: Path) -> None:
@@ -247,6 +266,8 @@ def test_web_has_no_devices_and_one_capability(web: Unit) -> None:
 def test_commands_and_paths_agree_with_the_package(recorder: Unit, web: Unit) -> None:
     data = config.shipped_defaults()["storage"]["data_dir"]
     assert data == "/var/lib/appliance"
+    for unit in (recorder, web):
+        assert unit.one("Service", "ExecStart").split()[0] == INSTALLED_BINARY
     assert recorder.one("Service", "ExecStart").split()[1:] == [
         "run",
         "-c",
@@ -267,6 +288,94 @@ def test_commands_and_paths_agree_with_the_package(recorder: Unit, web: Unit) ->
     assert path.one("Path", "PathExists") == recipients
     assert path.one("Path", "Unit") == RECORDER
     assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in recorder.get("Service", "InaccessiblePaths")
+
+
+@pytest.mark.parametrize("name", [SETUP, SETTLE, BACKUP])
+def test_the_helpers_are_oneshots_without_capabilities_or_devices(name: str) -> None:
+    unit = Unit.read(UNITS / name)
+    for key, value in {
+        "Type": "oneshot",
+        "LimitCORE": "0",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "PrivateDevices": "yes",
+        "RestrictSUIDSGID": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
+        assert unit.one("Service", key) == value, (name, key)
+    assert unit.one("Service", "ExecStart").startswith(INSTALLED_BINARY + " ")
+
+
+def test_the_key_service_answers_the_web_page_as_the_recorder(web: Unit) -> None:
+    """First-run keys: the web page sees keys/ read-only, so it asks; the service runs as
+    the recorder's user, who owns keys/, with no network, and only when asked."""
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    setup = Unit.read(UNITS / SETUP)
+    path = Unit.read(UNITS / "appliance-setup.path")
+    assert path.one("Path", "PathExists") == f"{data}/{keyrequest.SETUP}/{keyrequest.REQUEST}"
+    assert path.one("Path", "Unit") == SETUP
+    assert path.one("Install", "WantedBy") == "paths.target"
+    assert setup.get("Install", "WantedBy") == []  # never started but by the path unit
+    assert setup.one("Service", "ExecStart").split()[1:] == [
+        "keys",
+        "init",
+        "--from-request",
+        "--data",
+        data,
+    ]
+    assert setup.one("Service", "User") == "appliance-recorder"
+    assert setup.one("Service", "Group") == "appliance-web"
+    assert setup.one("Service", "PrivateNetwork") == "yes"
+    assert setup.one("Service", "IPAddressDeny") == "any"
+    assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in setup.get("Service", "InaccessiblePaths")
+    assert f"{data}/{keys.KEYS}" in web.one("Service", "ReadOnlyPaths").split()
+
+
+def test_settle_decides_before_the_services_start_and_restarts_nothing() -> None:
+    settle = Unit.read(UNITS / SETTLE)
+    assert {RECORDER, WEB, BACKUP} <= set(settle.one("Unit", "Before").split())
+    command = settle.one("Service", "ExecStart").split()
+    assert command[1:3] == ["update", "settle"]
+    # a `systemctl restart` of units ordered after this one would wait on its own start
+    assert command[command.index("-o") + 1] == "update.services=[]"
+    assert (
+        config.shipped_defaults()["update"]["root"]
+        in settle.get("Service", "ReadWritePaths")[0].split()
+    )
+    assert settle.one("Service", "RemainAfterExit") == "yes"
+    assert settle.one("Install", "WantedBy") == "multi-user.target"
+
+
+def test_backup_runs_hourly_under_its_own_user_behind_the_services(
+    recorder: Unit, web: Unit
+) -> None:
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    backup = Unit.read(UNITS / BACKUP)
+    timer = Unit.read(UNITS / "appliance-backup.timer")
+    assert timer.one("Timer", "OnCalendar") == "hourly"
+    assert timer.one("Timer", "Persistent") == "yes"
+    assert timer.one("Install", "WantedBy") == "timers.target"
+    assert backup.one("Service", "ExecStart").split()[1:] == [
+        "backup",
+        "run",
+        "-c",
+        str(config.SYSTEM_CONFIG),
+    ]
+    condition = backup.one("Service", "ExecCondition")
+    assert ".backup.target" in condition and str(config.SYSTEM_CONFIG) in condition
+    assert backup.one("Service", "User") == "appliance-backup"
+    assert backup.one("Service", "SupplementaryGroups") == "appliance-web"  # the data group
+    assert sorted(backup.one("Service", "ReadOnlyPaths").split()) == [
+        f"{data}/{keys.KEYS}",
+        f"{data}/recordings",
+    ]
+    for key in ("CPUWeight", "IOWeight"):
+        assert int(backup.one("Service", key)) < int(web.one("Service", key)), key
+    assert int(backup.one("Service", "OOMScoreAdjust")) > int(web.one("Service", "OOMScoreAdjust"))
+    assert backup.one("Service", "MemoryMax").endswith("M")
 
 
 # -- drop-ins for PID 1 and logind ------------------------------------------------------
@@ -340,10 +449,10 @@ def ids(root: Path, table: str) -> dict[str, int]:
     return {row.split(":")[0]: int(row.split(":")[2]) for row in rows}
 
 
-def test_sysusers_make_the_two_users_and_their_groups(system_root: Path) -> None:
+def test_sysusers_make_the_users_and_their_groups(system_root: Path) -> None:
     run_ok("systemd-sysusers", f"--root={system_root}", "appliance.conf")
     users, groups = ids(system_root, "passwd"), ids(system_root, "group")
-    assert {"appliance-recorder", "appliance-web"} <= set(users)
+    assert {"appliance-recorder", "appliance-web", "appliance-backup"} <= set(users)
     members = {
         row.split(":")[0]: row.split(":")[3].split(",")
         for row in (system_root / "etc/group").read_text().splitlines()
@@ -354,7 +463,10 @@ def test_sysusers_make_the_two_users_and_their_groups(system_root: Path) -> None
         r.split(":")[0]: r.split(":") for r in (system_root / "etc/passwd").read_text().splitlines()
     }
     assert int(passwd["appliance-web"][3]) == groups["appliance-web"]
-    assert passwd["appliance-web"][6] == passwd["appliance-recorder"][6] == "/usr/sbin/nologin"
+    assert int(passwd["appliance-backup"][3]) == groups["appliance-backup"]
+    assert "appliance-backup" not in members.get("appliance-web", [])  # the unit adds it
+    for user in ("appliance-web", "appliance-recorder", "appliance-backup"):
+        assert passwd[user][6] == "/usr/sbin/nologin", user
 
 
 def test_tmpfiles_and_keys_made_as_root_follow_the_ownership_plan(system_root: Path) -> None:
@@ -364,18 +476,132 @@ def test_tmpfiles_and_keys_made_as_root_follow_the_ownership_plan(system_root: P
     # The technician (or first-run setup) makes the keys as root into the skeleton.
     keys.init_keys(data)
     run_ok("systemd-tmpfiles", f"--root={system_root}", "--create", "appliance.conf")
+    assert_the_plan_holds(system_root, data)
     users, groups = ids(system_root, "passwd"), ids(system_root, "group")
-    owner = {"recorder": users["appliance-recorder"], "web": users["appliance-web"]}
-    plan = keys.ownership_plan(data)
-    assert {p.name for p, _, _ in plan} >= {keys.KEYS, keys.RECIPIENTS, keys.SLOTS, "recordings"}
-    for path, service, mode in plan:
-        st = path.lstat()
-        where = path.relative_to(data)
-        assert st.st_uid == owner[service], where
-        assert st.st_gid == groups["appliance-web"], where
-        assert st.st_mode & 0o7777 == mode, (where, oct(st.st_mode))
     top = data.lstat()
     assert (top.st_uid, top.st_gid) == (users["appliance-recorder"], groups["appliance-web"])
     assert top.st_mode & 0o7777 == 0o3770  # setgid + sticky: the web cannot swap keys/
     catalog = (data / "catalog.db").lstat()
     assert catalog.st_mode & 0o777 == 0o660 and catalog.st_gid == groups["appliance-web"]
+    setup = (data / keyrequest.SETUP).lstat()
+    assert (setup.st_uid, setup.st_gid) == (users["appliance-recorder"], groups["appliance-web"])
+    assert setup.st_mode & 0o7777 == 0o770
+
+
+def assert_the_plan_holds(system_root: Path, data: Path) -> None:
+    users, groups = ids(system_root, "passwd"), ids(system_root, "group")
+    owner = {"recorder": users["appliance-recorder"], "web": users["appliance-web"]}
+    group = {keys.DATA_GROUP: groups["appliance-web"], keys.SLOTS_GROUP: groups["appliance-backup"]}
+    plan = keys.ownership_plan(data)
+    assert {p.name for p, _, _, _ in plan} >= {
+        keys.KEYS,
+        keys.RECIPIENTS,
+        keys.SLOTS,
+        "recordings",
+    }
+    for path, service, kind, mode in plan:
+        st = path.lstat()
+        where = path.relative_to(data)
+        assert st.st_uid == owner[service], where
+        assert st.st_gid == group[kind], where
+        assert st.st_mode & 0o7777 == mode, (where, oct(st.st_mode))
+
+
+# -- first-run keys through the key service, as the box's own users ------------------------
+
+# The web page's side, in its own process and as its user: keys/ is not writable there, so
+# `make_keys` asks the key service and waits; then the first admin, as setup does.
+WEB_SIDE = """
+import json, sys
+from appliance.vault import keyrequest, keys
+from appliance.vault.catalog import Catalog
+data = sys.argv[1]
+with Catalog.open(data, create=False) as catalog:
+    created = keyrequest.make_keys(data, None, catalog, timeout_s=60)
+    keys.add_user(data, catalog, "ada", "admin", "violet tractor umbrella", created.authority)
+print(json.dumps({"device": str(created.device_recipient),
+                  "recovery": str(created.recovery_identity.recipient)}))
+"""
+
+
+@pytest.fixture
+def shared_root() -> Iterator[Path]:
+    """A root like `system_root`, but in a folder the box's users may enter (pytest's own
+    temporary folders are root's alone)."""
+    if os.geteuid() != 0:
+        pytest.skip("runs processes as the box's users: needs root (make test runs as root)")
+    root = Path(tempfile.mkdtemp(prefix="appliance-root-"))
+    try:
+        root.chmod(0o755)
+        for kind, name in (
+            ("sysusers.d", "appliance.sysusers.conf"),
+            ("tmpfiles.d", "appliance.tmpfiles.conf"),
+        ):
+            (root / "usr/lib" / kind).mkdir(parents=True)
+            shutil.copy(UNITS / name, root / "usr/lib" / kind / "appliance.conf")
+        (root / "etc").mkdir()
+        run_ok("systemd-sysusers", f"--root={root}", "appliance.conf")
+        run_ok("systemd-tmpfiles", f"--root={root}", "--create", "appliance.conf")
+        for part in (root / "var", root / "var/lib"):
+            part.chmod(0o755)
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def as_user(root: Path, user: str, group: str) -> list[str]:
+    """setpriv as the unit runs it: User=, Group=, no supplementary groups."""
+    uid, gid = ids(root, "passwd")[user], ids(root, "group")[group]
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
+    shared_root: Path,
+) -> None:
+    data = shared_root / "var/lib/appliance"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    web_side = [sys.executable, "-c", WEB_SIDE, str(data)]
+    web = subprocess.Popen(
+        [*as_user(shared_root, "appliance-web", "appliance-web"), *web_side],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        request = data / keyrequest.SETUP / keyrequest.REQUEST
+        deadline = time.monotonic() + 60
+        while not request.exists():
+            assert web.poll() is None, web.communicate()
+            assert time.monotonic() < deadline, "the web side wrote no request"
+            time.sleep(0.05)
+        # What appliance-setup.path starts: the command of appliance-setup.service.
+        command = ["-m", "appliance", "keys", "init", "--from-request", "--data", str(data)]
+        service = subprocess.run(
+            [
+                *as_user(shared_root, "appliance-recorder", "appliance-web"),
+                sys.executable,
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert service.returncode == 0, service.stderr
+        out, err = web.communicate(timeout=120)
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait()
+    assert web.returncode == 0, err
+    made = json.loads(out)
+    assert [str(r) for r in keys.read_recipients(data)] == [made["device"], made["recovery"]]
+    assert "AGE-SECRET-KEY" not in service.stdout + service.stderr
+    assert sorted(os.listdir(data / keyrequest.SETUP)) == []  # request and answer consumed
+    assert_the_plan_holds(shared_root, data)
+    assert (data / keys.KEYS / keys.SLOTS / "ada.age").exists()
+    # the recorder's user cannot read the slot; the backup's group can
+    slot = (data / keys.KEYS / keys.SLOTS / "ada.age").lstat()
+    assert slot.st_gid == ids(shared_root, "group")["appliance-backup"]
+    assert slot.st_mode & 0o077 == 0o040

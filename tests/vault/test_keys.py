@@ -1,6 +1,7 @@
 """Keys and users: device keys, vault key, keyring, key slots; stock `age` and pyrage as
 oracles, so the owner's recovery path is proven with the tools the owner will have."""
 
+import grp
 import io
 import os
 import pwd
@@ -137,33 +138,97 @@ def test_file_modes_and_no_temp_files(made: keys.KeysCreated, data: Path) -> Non
     assert stat.S_IMODE(folder.stat().st_mode) == 0o750
 
 
-def test_ownership_plan_and_apply(
-    made: keys.KeysCreated, data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ownership_plan(made: keys.KeysCreated, data: Path) -> None:
     plan = {
-        p.relative_to(data).as_posix(): (who, mode) for p, who, mode in keys.ownership_plan(data)
+        p.relative_to(data).as_posix(): (who, group, mode)
+        for p, who, group, mode in keys.ownership_plan(data)
     }
-    assert plan["keys/recipients.txt"] == ("recorder", 0o644)
-    assert plan["keys/keyring.age"] == ("recorder", 0o640)
-    assert plan["keys/slots/alice.age"] == ("web", 0o640)
+    assert plan["keys/recipients.txt"] == ("recorder", keys.DATA_GROUP, 0o644)
+    assert plan["keys/keyring.age"] == ("recorder", keys.DATA_GROUP, 0o640)
+    assert plan["keys/slots"] == ("web", keys.SLOTS_GROUP, 0o2750)  # setgid: new slots too
+    assert plan["keys/slots/alice.age"] == ("web", keys.SLOTS_GROUP, 0o640)
 
-    class User:
-        def __init__(self, uid: int) -> None:
-            self.pw_uid, self.pw_gid = uid, uid
 
-    users = {"appliance-rec": User(901), "appliance-web": User(902)}
-    chowned: dict[str, tuple[int, int]] = {}
+class _Account:
+    def __init__(self, uid: int) -> None:
+        self.pw_uid = self.pw_gid = self.gr_gid = uid
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root (CI runs as root)")
+
+
+@pytest.fixture
+def accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made-up users and a group with ids nobody on this machine has; root may chown to them."""
+    users = {"appliance-rec": _Account(64901), "appliance-web": _Account(64902)}
     monkeypatch.setattr(pwd, "getpwnam", users.__getitem__)
-    monkeypatch.setattr(
-        os,
-        "chown",
-        lambda p, u, g, follow_symlinks: chowned.__setitem__(
-            Path(p).relative_to(data).as_posix(), (u, g)
-        ),
-    )
-    keys.apply_ownership(data, "appliance-rec", "appliance-web")
-    assert chowned["keys/recipients.txt"] == (901, 902)  # the web reads, cannot change
-    assert chowned["keys/slots/bob.age"] == (902, 902)
+    monkeypatch.setattr(grp, "getgrnam", {"appliance-backup": _Account(64903)}.__getitem__)
+
+
+def owners(data: Path) -> dict[str, tuple[int, int, int]]:
+    return {
+        p.relative_to(data).as_posix(): (
+            p.lstat().st_uid,
+            p.lstat().st_gid,
+            stat.S_IMODE(p.lstat().st_mode),
+        )
+        for p in sorted((data / "keys").rglob("*"))
+    }
+
+
+@needs_root
+@pytest.mark.usefixtures("accounts")
+def test_apply_ownership_sets_the_plan(made: keys.KeysCreated, data: Path) -> None:
+    keys.apply_ownership(data, "appliance-rec", "appliance-web", "appliance-backup")
+    found = owners(data)
+    assert found["keys/recipients.txt"] == (64901, 64902, 0o644)  # web reads
+    assert found["keys/keyring.age"] == (64901, 64902, 0o640)
+    assert found["keys/slots"] == (64902, 64903, 0o2750)
+    # a slot: the web's, read by the backup's group only, never by the recorder's
+    assert found["keys/slots/bob.age"] == (64902, 64903, 0o640)
+    keys.apply_ownership(data, "appliance-rec", "appliance-web")  # no backup group: data's
+    assert owners(data)["keys/slots/bob.age"] == (64902, 64902, 0o640)
+
+
+@needs_root
+@pytest.mark.usefixtures("accounts")
+def test_apply_ownership_never_follows_a_planted_link(
+    made: keys.KeysCreated, data: Path, tmp_path: Path
+) -> None:
+    """Root chowns in folders the services own: a link planted there (by a compromised
+    service) must not lead it to change a file anywhere else on the box."""
+    victim = tmp_path / "shadow"
+    victim.write_text("root's secret")
+    victim.chmod(0o600)
+    (data / "keys/slots/evil.age").symlink_to(victim)
+    recordings = data / "recordings"
+    recordings.mkdir()
+    (recordings / "call.age").symlink_to(victim)
+    with pytest.raises(VaultError, match="symbolic link") as raised:
+        keys.apply_ownership(data, "appliance-rec", "appliance-web", "appliance-backup")
+    assert "evil.age" in str(raised.value) and "call.age" in str(raised.value)
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600)
+    assert (data / "keys/slots/evil.age").is_symlink()
+    # everything else was still applied
+    assert owners(data)["keys/slots/alice.age"] == (64902, 64903, 0o640)
+
+
+@needs_root
+@pytest.mark.usefixtures("accounts")
+def test_apply_ownership_never_walks_through_a_folder_swapped_for_a_link(
+    made: keys.KeysCreated, data: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "passwd").write_text("root:x:0:0")
+    (elsewhere / "passwd").chmod(0o644)
+    (data / "recordings").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(VaultError, match=r"symbolic link|not a folder"):
+        keys.apply_ownership(data, "appliance-rec", "appliance-web", "appliance-backup")
+    for path in (elsewhere, elsewhere / "passwd"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
+    assert stat.S_IMODE((elsewhere / "passwd").stat().st_mode) == 0o644
 
 
 # -- unlocking --------------------------------------------------------------------------
