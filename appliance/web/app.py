@@ -21,16 +21,17 @@ import secrets
 import shutil
 import threading
 import time
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -40,6 +41,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance import __version__
+from appliance.call import announce
 from appliance.errors import ApplianceError, VaultError
 from appliance.vault import keys
 from appliance.vault.catalog import Catalog, CatalogError
@@ -47,7 +49,7 @@ from appliance.vault.keys import ROLES
 from appliance.vault.recording import RecordingReader
 from appliance.vault.retention import free_bytes
 from appliance.vault.seal import Unsealer
-from appliance.web import export, index, media, setup
+from appliance.web import announcements, export, index, media, setup
 from appliance.web.sessions import Busy, LoginGate, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ MAX_BODY = 64 * 1024
 CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 AUDIT_PAGE = 100
 MULAW_BYTES_PER_HOUR = 8000 * 3600
+
+T = TypeVar("T")
 
 ANYONE = frozenset(ROLES)
 AUDIO = frozenset(keys.AUDIO_ROLES)
@@ -136,10 +140,11 @@ Handler = Callable[[Request, Session], Awaitable[Response]]
 
 
 def guarded(
-    roles: frozenset[str], needs_keys: bool = False, max_fields: int = 32
+    roles: frozenset[str], needs_keys: bool = False, max_fields: int = 32, max_files: int = 0
 ) -> Callable[[Handler], Any]:
     """A route that needs a session with one of `roles` (and unlocked keys, if asked).
-    POST forms are parsed here, small, and must carry the session's CSRF token."""
+    POST forms are parsed here, small, and must carry the session's CSRF token; a file
+    upload (`max_files`) is bounded by its route's `max_body_size`."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -157,7 +162,7 @@ def guarded(
                 raise HTTPException(403, "this needs a user whose keys are unlocked")
             if request.method == "POST":
                 _check_origin(request)
-                form = await _small_form(request, max_fields)
+                form = await _small_form(request, max_fields, max_files)
                 value = form.get("csrf")
                 if not session.check_csrf(value if isinstance(value, str) else None):
                     raise HTTPException(403, "the form is stale or forged (CSRF token)")
@@ -186,8 +191,8 @@ def _check_origin(request: Request) -> None:
         raise HTTPException(403, "a form from another site")
 
 
-async def _small_form(request: Request, max_fields: int = 32) -> FormData:
-    return await request.form(max_files=0, max_fields=max_fields, max_part_size=8 * 1024)
+async def _small_form(request: Request, max_fields: int = 32, max_files: int = 0) -> FormData:
+    return await request.form(max_files=max_files, max_fields=max_fields, max_part_size=8 * 1024)
 
 
 def _text(form: FormData, name: str, limit: int = 200) -> str:
@@ -619,8 +624,30 @@ def _zip_response(
     pieces = export.zip_pieces(
         web.data_dir, rows, fmt, session.unlocked.device, lambda: web.unsealer(session)
     )
-    headers = {"content-disposition": f'attachment; filename="{why}-{stamp}.zip"'}
+    headers = {
+        "content-disposition": f'attachment; filename="{why}-{stamp}.zip"',
+        # for the progress bar: the ZIP is streamed, so its length is announced beforehand
+        # as an estimate (the audio it carries), with the number of calls
+        "x-export-estimate": str(_export_estimate(web, rows, fmt)),
+        "x-export-calls": str(len(rows)),
+    }
     return StreamingResponse(pieces, media_type="application/zip", headers=headers)
+
+
+def _export_estimate(web: Web, rows: list[dict[str, Any]], fmt: str) -> int:
+    """About how many bytes the ZIP holds: each sealed file's size, or each recording as
+    PCM16 WAV (16 000 bytes a second), without decrypting anything."""
+    total = 0
+    for row in rows:
+        try:
+            path = media.recording_path(web.data_dir, row)
+        except media.NoRecording:
+            continue
+        if fmt == "age":
+            total += path.stat().st_size
+        else:
+            total += 44 + round(float(row["audio_seconds"] or 0.0) * 16000)
+    return total
 
 
 @guarded(AUDIO, needs_keys=True, max_fields=export.MAX_CALLS + 8)
@@ -825,7 +852,13 @@ SETTINGS = (
     Setting("consent.mute_max_s", "Longest mute, in seconds", 600),
     Setting("retention.days", "Keep recordings for, in days", 90),
     Setting("consent.never_announce", "Never announce to these numbers (one a line)", []),
+    Setting("time_zone", "Time zone (IANA name, e.g. Europe/Berlin)", "UTC"),
 )
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
 
 
 def _int_field(form: FormData, name: str, low: int, high: int) -> int:
@@ -853,7 +886,11 @@ def parse_settings(form: FormData) -> dict[str, Any]:
         numbers.append(number)
     if len(numbers) > 200:
         raise HTTPException(400, "at most 200 never-announce numbers")
+    zone = _text(form, "time_zone", 64).strip() or "UTC"
+    if zone not in _time_zones():
+        raise HTTPException(400, "time_zone must be an IANA time zone name, e.g. Europe/Berlin")
     return {
+        "time_zone": zone,
         "business_name": name,
         "consent.profile": profile,
         "consent.mute_max_s": _int_field(form, "consent.mute_max_s", 1, 3600),
@@ -892,14 +929,56 @@ async def save_settings(request: Request, session: Session) -> Response:
     return RedirectResponse("/settings?saved=1", 303)
 
 
+HEARTBEAT_ALIVE_S = 30.0
+
+
+def live_status(catalog: Catalog, now: float | None = None) -> dict[str, Any]:
+    """What the status page shows live, from what the recorder, the backup and the update
+    publish in the catalog (no caller data is ever published there)."""
+    at = time.time() if now is None else now
+    published = catalog.status("recorder")
+    recorder: dict[str, Any] = {}
+    age = None
+    if published is not None:
+        recorder = published[0] if isinstance(published[0], dict) else {}
+        age = max(0.0, at - published[1])
+    faults = recorder.get("faults") if isinstance(recorder.get("faults"), dict) else {}
+    backup = catalog.status("backup")
+    update = catalog.status("update")
+    return {
+        "recorder": {
+            "state": recorder.get("state", "running" if recorder else "no heartbeat yet"),
+            "line": recorder.get("line"),
+            "call": recorder.get("call"),
+            "recording": recorder.get("recording"),
+            "muted": recorder.get("muted"),
+            "profile": recorder.get("profile"),
+            "xruns": recorder.get("xruns"),
+            "faults": faults,
+        },
+        "heartbeat_age": None if age is None else round(age, 1),
+        "alive": age is not None and age < HEARTBEAT_ALIVE_S and "state" not in recorder,
+        "clock_unsynchronised": "clock" in (faults or {}),
+        "backup": backup[0] if backup and isinstance(backup[0], dict) else None,
+        "update": update[0] if update and isinstance(update[0], dict) else None,
+        "now": at,
+    }
+
+
+@guarded(ANYONE)
+async def status_json(request: Request, session: Session) -> Response:
+    """The live part of the status page, polled every 2 s by `static/app.js`."""
+    web: Web = request.app.state.web
+    live = await run_in_threadpool(lambda: live_status(web.catalog()))
+    return Response(json.dumps(live), media_type="application/json")
+
+
 @guarded(ANYONE)
 async def status_page(request: Request, session: Session) -> Response:
     web: Web = request.app.state.web
 
     def work() -> dict[str, Any]:
         catalog = web.catalog()
-        published = catalog.status("recorder")
-        recorder, age = (published[0], time.time() - published[1]) if published else (None, None)
         free = free_bytes(web.data_dir)
         seq, head = catalog.db.execute(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
@@ -913,13 +992,14 @@ async def status_page(request: Request, session: Session) -> Response:
             ).fetchall()
         )
         asked = sum(outcomes.values())
+        pending = catalog.db.execute(
+            "SELECT count(*) FROM requests WHERE kind = 'clock.set' AND done_at IS NULL"
+        ).fetchone()[0]
         return {
+            "live": live_status(catalog),
             "asked": asked,
             "granted_share": outcomes.get("granted", 0) / asked if asked else None,
             "outcomes": outcomes,
-            "recorder": recorder,
-            "heartbeat_age": age,
-            "alive": age is not None and age < 30,
             "free_gb": free / 1e9,
             "hours_left": free / MULAW_BYTES_PER_HOUR,
             "disk_total_gb": shutil.disk_usage(web.data_dir).total / 1e9,
@@ -927,9 +1007,334 @@ async def status_page(request: Request, session: Session) -> Response:
             "profile": catalog.setting("consent.profile", "opt-in"),
             "head": f"{seq}:{head}",
             "sessions": len(web.sessions),
+            "clock_pending": int(pending),
+            "clock_sent": request.query_params.get("clock") == "sent",
         }
 
     return render(request, "status.html", await run_in_threadpool(work))
+
+
+CLOCK_EARLIEST = 1.7e9  # 2023-11: a browser's clock before this is wrong too
+CLOCK_LATEST = 4.1e9  # 2099
+
+
+@guarded(ADMIN)
+async def clock_request(request: Request, session: Session) -> Response:
+    """ "Set the clock from this browser", offered only while the recorder reports the
+    clock unsynchronised. The web service may not set the clock (ProtectClock=): the time
+    is left as a `clock.set` request in the catalog's `requests` table for the privileged
+    clock helper (the seam: not built here) to apply; audited."""
+    web: Web = request.app.state.web
+    text = _text(request.state.form, "epoch", 32).strip()
+    try:
+        epoch = float(text)
+    except ValueError:
+        raise HTTPException(400, "epoch must be the browser's time in seconds") from None
+    if not CLOCK_EARLIEST <= epoch <= CLOCK_LATEST:
+        raise HTTPException(400, "the browser's clock is not plausible either")
+
+    def work() -> None:
+        catalog = web.catalog()
+        if not live_status(catalog)["clock_unsynchronised"]:
+            raise HTTPException(409, "the recorder reports the clock synchronised: nothing to set")
+        received = time.time()
+        with catalog.write():
+            catalog.db.table("requests").insert(
+                {
+                    "kind": "clock.set",
+                    "payload": json.dumps({"epoch": epoch, "received_at": received}),
+                    "created_at": received,
+                    "by": session.user,
+                }
+            )
+            catalog.audit(
+                session.user, "clock.request", "", {"epoch": epoch, "offset": epoch - received}
+            )
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/status?clock=sent", 303)
+
+
+# -- announcements ----------------------------------------------------------------------
+
+ANNOUNCED = {
+    "stored": "Stored. The recorder plays it from the next call on.",
+    "restored": "The shipped announcement plays again.",
+}
+
+
+async def _announcements_form(request: Request, error: str = "", status: int = 200) -> Response:
+    web: Web = request.app.state.web
+    own = {p: announcements.own_file(web.data_dir, p).is_file() for p in announcements.PROFILES}
+    context = {
+        "profiles": announcements.PROFILES,
+        "own": own,
+        "limit": announce.MAX_SECONDS,
+        "max_mb": announcements.MAX_UPLOAD // 2**20,
+        "done": ANNOUNCED.get(request.query_params.get("done", ""), ""),
+        "error": error,
+        "stamp": secrets.token_hex(4),  # a fresh preview after each change
+    }
+    return render(request, "announcements.html", context, status)
+
+
+@guarded(ADMIN)
+async def announcements_page(request: Request, session: Session) -> Response:
+    return await _announcements_form(request)
+
+
+def _profile_of(value: str) -> str:
+    if value not in announcements.PROFILES:
+        raise HTTPException(400, f"profile must be one of {', '.join(announcements.PROFILES)}")
+    return value
+
+
+@guarded(ADMIN, max_files=1)
+async def announcement_upload(request: Request, session: Session) -> Response:
+    """A WAV for one profile's announcement: prepared, checked, stored atomically as
+    `announcements/<profile>.wav`; audited with the prepared audio's SHA-256."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    profile = _profile_of(_text(form, "profile", 20))
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(400, "choose a WAV file to upload")
+    data = await upload.read(announcements.MAX_UPLOAD + 1)
+    if len(data) > announcements.MAX_UPLOAD:
+        raise HTTPException(413, "the file is too large")
+
+    def work() -> announcements.Stored:
+        prepared = announcements.prepare_upload(data, profile)
+        catalog = web.catalog()
+        with catalog.write():
+            stored = announcements.store(web.data_dir, profile, prepared)
+            catalog.audit(
+                session.user,
+                "announcement.upload",
+                profile,
+                {"sha256": stored.sha256, "seconds": round(stored.seconds, 2), "bytes": len(data)},
+            )
+        return stored
+
+    try:
+        await run_in_threadpool(work)
+    except announcements.Refused as exc:
+        return await _announcements_form(request, _vault_message(exc), 400)
+    return RedirectResponse("/announcements?done=stored", 303)
+
+
+@guarded(ADMIN)
+async def announcement_restore(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    profile = _profile_of(_text(request.state.form, "profile", 20))
+
+    def work() -> None:
+        catalog = web.catalog()
+        with catalog.write():
+            if announcements.restore(web.data_dir, profile):
+                catalog.audit(session.user, "announcement.restore", profile)
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/announcements?done=restored", 303)
+
+
+@guarded(ADMIN)
+async def announcement_preview(request: Request, session: Session) -> Response:
+    """What plays for a profile now (the owner's prepared file or the shipped one)."""
+    web: Web = request.app.state.web
+    profile = str(request.path_params["profile"])
+    if profile not in announcements.PROFILES:
+        raise HTTPException(404, "no such announcement")
+    data = await run_in_threadpool(announcements.preview, web.data_dir, profile)
+    return Response(data, media_type="audio/wav", headers={"content-disposition": "inline"})
+
+
+# -- users, roles and keys ---------------------------------------------------------------
+
+DONE = {
+    "added": "The user was added. Give them their passphrase; they can change it under Account.",
+    "removed": "The user was removed and their sessions ended.",
+    "granted": "The user now holds the keys: recordings open at their next login.",
+    "rotated": "New recordings are sealed to a new device key. Other sessions must log in "
+    "again to play calls recorded from now on.",
+    "passphrase": "Your passphrase was changed.",
+}
+
+
+async def _users_form(request: Request, error: str = "", status: int = 200) -> Response:
+    web: Web = request.app.state.web
+    users = await run_in_threadpool(lambda: web.catalog().users())
+    done = DONE.get(request.query_params.get("done", ""), "")
+    context = {"users": users, "roles": ROLES, "error": error, "done": done}
+    return render(request, "users.html", context, status)
+
+
+def _vault_message(exc: ApplianceError) -> str:
+    return f"{exc}" + (f" ({exc.hint})" if exc.hint else "")
+
+
+async def _derive(web: Web, work: Callable[[], T]) -> T:
+    """Work that costs a key derivation (scrypt): on the login gate's single thread."""
+    return await asyncio.wrap_future(web.gate.derive(work))
+
+
+@guarded(ADMIN)
+async def users_page(request: Request, session: Session) -> Response:
+    return await _users_form(request)
+
+
+@guarded(ADMIN)
+async def user_add(request: Request, session: Session) -> Response:
+    """A new user with a role; an admin or listener gets the keys, so the acting admin's
+    unlocked keys are the authority (`keys.add_user` audits it)."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    name = _text(form, "user", 64).strip()
+    role = _text(form, "role", 10)
+    passphrase = _text(form, "passphrase", keys.MAX_PASSPHRASE)
+    if role not in ROLES:
+        raise HTTPException(400, f"role must be one of {', '.join(ROLES)}")
+    if passphrase != _text(form, "passphrase2", keys.MAX_PASSPHRASE):
+        return await _users_form(request, "The two passphrases differ.", 400)
+    if role in keys.AUDIO_ROLES and not session.has_keys:
+        return await _users_form(
+            request, f"Adding a {role} needs an admin whose keys are unlocked.", 403
+        )
+    try:
+        keys.check_name(name)
+        keys.check_passphrase(name, passphrase)
+    except VaultError as exc:
+        return await _users_form(request, _vault_message(exc), 400)
+    try:
+        await _derive(
+            web,
+            lambda: keys.add_user(
+                web.data_dir, web.catalog(), name, role, passphrase, session.unlocked
+            ),
+        )
+    except Busy as exc:
+        return await _users_form(request, _vault_message(exc), 429)
+    except VaultError as exc:
+        return await _users_form(request, _vault_message(exc), 409)
+    return RedirectResponse("/users?done=added", 303)
+
+
+@guarded(ADMIN)
+async def user_remove(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    name = _text(request.state.form, "user", 64)
+    if name == session.user:
+        return await _users_form(request, "You cannot remove yourself.", 400)
+
+    def work() -> None:
+        catalog = web.catalog()
+        keys.check_name(name)
+        if catalog.user(name) is None:
+            raise HTTPException(404, "no such user")
+        with catalog.write():
+            keys.remove_user(web.data_dir, catalog, name, session.unlocked)
+
+    try:
+        await run_in_threadpool(work)
+    except VaultError as exc:
+        return await _users_form(request, _vault_message(exc), 400)
+    web.sessions.drop_user(name)  # their unlocked keys go with their sessions
+    return RedirectResponse("/users?done=removed", 303)
+
+
+@guarded(ADMIN, needs_keys=True)
+async def user_grant(request: Request, session: Session) -> Response:
+    """Give a login-only admin or listener (made by a front-panel reset) the keys: the
+    user types their own passphrase here; the acting admin's keys authorise it."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    name = _text(form, "user", 64)
+    passphrase = _text(form, "passphrase", keys.MAX_PASSPHRASE)
+    address = _address(request)
+    try:
+        web.gate.check(address)
+        keys.check_name(name)
+        await _derive(
+            web,
+            lambda: keys.grant_keys(
+                web.data_dir, web.catalog(), name, passphrase, session.unlocked
+            ),
+        )
+    except Busy as exc:
+        return await _users_form(request, _vault_message(exc), 429)
+    except VaultError as exc:
+        if "wrong user name or passphrase" in str(exc):
+            web.gate.failed(address)
+            return await _users_form(request, "Wrong user name or passphrase.", 403)
+        return await _users_form(request, _vault_message(exc), 400)
+    return RedirectResponse("/users?done=granted", 303)
+
+
+@guarded(ADMIN, needs_keys=True)
+async def keys_rotate(request: Request, session: Session) -> Response:
+    """A new device key (`keys.rotate`): new recordings are sealed to it; the keyring keeps
+    every older one, so nothing recorded before is lost."""
+    web: Web = request.app.state.web
+
+    def work() -> None:
+        catalog = web.catalog()
+        with catalog.write():
+            keys.rotate(web.data_dir, catalog, session.unlocked)
+
+    try:
+        await run_in_threadpool(work)
+    except OSError as exc:
+        log.error("key rotation refused by the file system: %s", exc.strerror)
+        message = (
+            "This web service may not write the keys folder (on the box it belongs to the "
+            f"recorder): nothing was changed. Rotate on the console: appliance keys rotate "
+            f"--data DATA --by {session.user} --password-stdin"
+        )
+        return await _users_form(request, message, 409)
+    except VaultError as exc:
+        return await _users_form(request, _vault_message(exc), 400)
+    return RedirectResponse("/users?done=rotated", 303)
+
+
+@guarded(ANYONE)
+async def account_page(request: Request, session: Session) -> Response:
+    done = DONE.get(request.query_params.get("done", ""), "")
+    return render(request, "account.html", {"done": done, "error": ""})
+
+
+@guarded(ANYONE)
+async def change_passphrase(request: Request, session: Session) -> Response:
+    """Any user changes their own passphrase: the current one must open their slot (so a
+    session left open is not enough), and the new one passes the policy."""
+    web: Web = request.app.state.web
+    form: FormData = request.state.form
+    old = _text(form, "old", keys.MAX_PASSPHRASE)
+    new = _text(form, "new", keys.MAX_PASSPHRASE)
+
+    def again(error: str, status: int) -> Response:
+        return render(request, "account.html", {"done": "", "error": error}, status)
+
+    if new != _text(form, "new2", keys.MAX_PASSPHRASE):
+        return again("The two new passphrases differ.", 400)
+    try:
+        keys.check_passphrase(session.user, new)
+    except VaultError as exc:
+        return again(_vault_message(exc), 400)
+    address = _address(request)
+    try:
+        web.gate.check(address)
+        await _derive(
+            web,
+            lambda: keys.change_passphrase(web.data_dir, web.catalog(), session.user, old, new),
+        )
+    except Busy as exc:
+        return again(_vault_message(exc), 429)
+    except VaultError as exc:
+        if "wrong user name or passphrase" in str(exc):
+            web.gate.failed(address)
+            return again("The current passphrase is wrong: nothing was changed.", 403)
+        return again(_vault_message(exc), 400)
+    return RedirectResponse("/account?done=passphrase", 303)
 
 
 # -- first-run setup --------------------------------------------------------------------
@@ -1065,6 +1470,24 @@ ROUTES: list[BaseRoute] = [
     Route("/settings", settings_page, methods=["GET"]),
     Route("/settings", save_settings, methods=["POST"]),
     Route("/status", status_page, methods=["GET"]),
+    Route("/status.json", status_json, methods=["GET"]),
+    Route("/clock", clock_request, methods=["POST"]),
+    Route("/announcements", announcements_page, methods=["GET"]),
+    Route(
+        "/announcements",
+        announcement_upload,
+        methods=["POST"],
+        max_body_size=announcements.MAX_UPLOAD + 64 * 1024,
+    ),
+    Route("/announcements/restore", announcement_restore, methods=["POST"]),
+    Route("/announcements/{profile}.wav", announcement_preview, methods=["GET"]),
+    Route("/users", users_page, methods=["GET"]),
+    Route("/users/add", user_add, methods=["POST"]),
+    Route("/users/remove", user_remove, methods=["POST"]),
+    Route("/users/grant", user_grant, methods=["POST"]),
+    Route("/keys/rotate", keys_rotate, methods=["POST"]),
+    Route("/account", account_page, methods=["GET"]),
+    Route("/account", change_passphrase, methods=["POST"]),
     Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
 ]
 PUBLIC = frozenset({"/login", "/setup", "/static"})

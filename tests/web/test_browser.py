@@ -123,6 +123,9 @@ def test_an_admin_finds_plays_seeks_downloads_and_changes_a_setting(browser, ser
         [f"{CALLS[1].id}.wav", f"{CALLS[2].id}.wav", "calls.csv"]
     )
     assert archive.read(f"{CALLS[2].id}.wav") == expected_wav(dataset.calls[2].mulaw)
+    state = page.inner_text("#export-state")  # the progress bar, filled by app.js
+    assert state.startswith("done: ") and state.endswith(", 2 calls"), state
+    assert page.eval_on_selector("#export-progress", "bar => bar.value === bar.max && bar.max > 0")
 
     page.fill("#q", "quist")
     page.click("#search")
@@ -240,4 +243,51 @@ def test_an_auditor_reads_the_audit_log_but_hears_nothing(browser, served) -> No
     assert page.inner_text("#verdict") == "The chain holds."
     page.goto("/settings")
     assert page.inner_text("#error") == "a auditor may not do this"
+    page.context.close()
+
+
+def test_the_status_page_follows_the_recorder_live(browser, served) -> None:
+    """`static/app.js` polls /status.json every 2 s (no inline script: the CSP holds); the
+    clock form appears once the recorder reports the clock unsynchronised and sends the
+    browser's time as a `clock.set` request."""
+    base, dataset = served
+    page = new_page(browser, base)
+    log_in(page, "ada")
+    with Catalog.open(dataset.data) as catalog:
+        catalog.publish_status("recorder", {"line": "on-hook", "call": "idle", "faults": {}})
+    page.goto("/status")
+    assert page.inner_text("#st-line") == "on-hook"
+    assert page.locator("#clock-box").is_hidden()
+    with Catalog.open(dataset.data) as catalog:
+        catalog.publish_status(
+            "recorder",
+            {
+                "line": "off-hook",
+                "call": "recording",
+                "recording": True,
+                "muted": True,
+                "faults": {"clock": "the clock is not synchronised"},
+                "xruns": 3,
+            },
+        )
+        catalog.publish_status("backup", {"last_success": 1.7e9, "fault": "disk full"})
+    from playwright.sync_api import expect
+
+    expect(page.locator("#st-line")).to_have_text("off-hook", timeout=6000)  # polled, not eval
+    assert page.inner_text("#st-recording") == "yes (muted)"
+    assert page.inner_text("#st-xruns") == "3"
+    assert "clock: the clock is not synchronised" in page.inner_text("#st-faults")
+    assert "fault: disk full" in page.inner_text("#st-backup")
+    page.locator("#clock-box").wait_for(state="visible")
+    shot(page, "status-live")
+    before = time.time()
+    page.click("#set-clock")
+    page.wait_for_url("**/status?clock=sent")
+    with Catalog.open(dataset.data) as catalog:
+        rows = list(catalog.db.table("requests").rows_where("kind = 'clock.set'"))
+    assert len(rows) == 1 and rows[0]["by"] == "ada"
+    import json
+
+    epoch = json.loads(rows[0]["payload"])["epoch"]
+    assert before - 5 < epoch < time.time() + 5  # the browser's clock, filled by app.js
     page.context.close()

@@ -132,3 +132,19 @@ def test_consent_receipts_export_with_the_audit_head(as_role, dataset) -> None:
         seq, head = catalog.verify_audit()
     assert first == f"# audit chain head {seq}:{head}"  # the export's own entry is the head
     assert "Theodora" not in answer.text
+
+
+def test_the_export_announces_its_size_for_the_progress_bar(as_role, dataset) -> None:
+    client, token = as_role("listener")
+    ids = [c.id for c in dataset.calls[:2]]
+    for fmt in ("wav", "age"):
+        answer = client.post("/export", data={"csrf": token, "format": fmt, "call": ids})
+        assert answer.status_code == 200
+        estimate = int(answer.headers["x-export-estimate"])
+        assert answer.headers["x-export-calls"] == "2"
+        if fmt == "wav":
+            assert estimate == sum(44 + len(c.mulaw) * 2 for c in dataset.calls[:2])
+        else:
+            files = dataset.data / "recordings"
+            assert estimate == sum((files / f"{i}.age").stat().st_size for i in ids)
+        assert estimate < len(answer.content) < estimate + 4096  # ZIP headers and calls.csv

@@ -7,11 +7,12 @@ fails `test_the_table_covers_every_route`, and each entry is checked for every r
 import pytest
 from starlette.routing import Mount, Route
 
+from appliance.call.announce import SHIPPED_FOLDER
 from appliance.vault import keys
 from appliance.vault.catalog import Catalog
 from appliance.web.app import COOKIE, ROUTES
 
-from .conftest import CALLS, USER_OF, Site, csrf_of, login
+from .conftest import CALLS, PASSPHRASES, USER_OF, Site, csrf_of, login
 
 CALL = CALLS[0].id
 ALL = {"admin", "listener", "auditor"}
@@ -41,11 +42,26 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/settings"): {"admin"},
     ("POST", "/settings"): {"admin"},
     ("GET", "/status"): ALL,
+    ("GET", "/status.json"): ALL,
+    ("POST", "/clock"): {"admin"},
+    ("GET", "/announcements"): {"admin"},
+    ("POST", "/announcements"): {"admin"},
+    ("POST", "/announcements/restore"): {"admin"},
+    ("GET", "/announcements/{profile}.wav"): {"admin"},
+    ("GET", "/users"): {"admin"},
+    ("POST", "/users/add"): {"admin"},
+    ("POST", "/users/remove"): {"admin"},
+    ("POST", "/users/grant"): {"admin"},
+    ("POST", "/keys/rotate"): {"admin"},
+    ("GET", "/account"): ALL,
+    ("POST", "/account"): ALL,
 }
 GUARDED = sorted(k for k, v in EXPECTED.items() if v != PUBLIC)
 
+NEW = "silver canyon mosaic 31"
 # form fields that make each POST valid, so a refusal can only come from the role
-FORMS = {
+SHIPPED = SHIPPED_FOLDER / "opt-in.wav"
+FORMS: dict[str, dict[str, str]] = {
     "/logout": {},
     "/calls/{call_id}/hold": {"hold": "1"},
     "/calls/{call_id}/delete": {"reason": "asked by the caller"},
@@ -58,7 +74,23 @@ FORMS = {
         "retention.days": "30",
         "consent.never_announce": "",
     },
+    "/users/add": {"user": "kim", "role": "auditor", "passphrase": NEW, "passphrase2": NEW},
+    "/users/remove": {"user": "kim"},  # after /users/add: the table is sorted
+    # the listener changed theirs to NEW on /account before the admin's turn (admin is last)
+    "/users/grant": {"user": "lee", "passphrase": "silver canyon mosaic 31"},
+    "/keys/rotate": {},
+    "/clock": {"epoch": "1800000000"},
+    "/announcements/restore": {"profile": "opt-in"},
+    "/announcements": {"profile": "opt-in"},  # with the shipped announcement as its file
 }
+FILES = {"/announcements": {"file": ("a.wav", SHIPPED.read_bytes(), "audio/wav")}}
+
+
+def form_of(path: str, role: str) -> dict[str, str]:
+    """The valid form of a POST; changing a passphrase needs the role's own."""
+    if path == "/account":
+        return {"old": PASSPHRASES[USER_OF[role]], "new": NEW, "new2": NEW}
+    return FORMS[path]
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -79,7 +111,7 @@ def test_the_table_covers_every_route() -> None:
 
 
 def fill(path: str) -> str:
-    return path.replace("{call_id}", CALL)
+    return path.replace("{call_id}", CALL).replace("{profile}", "notice")
 
 
 @pytest.mark.parametrize(("method", "path"), GUARDED)
@@ -90,16 +122,19 @@ def test_without_a_session_every_guarded_route_is_refused(site: Site, method: st
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/login?next=")
     else:
-        answer = client.post(fill(path), data={**FORMS[path], "csrf": "x"})
+        answer = client.post(fill(path), data={**form_of(path, "admin"), "csrf": "x"})
         assert answer.status_code == 401
     # a forged cookie is no session either
     client.cookies.set(COOKIE, "forged-token", domain="testserver")
-    answer = client.request(method, fill(path), data=FORMS.get(path, {}))
+    data = form_of(path, "admin") if method == "POST" else {}
+    answer = client.request(method, fill(path), data=data)
     assert answer.status_code in (303, 401)
 
 
 def test_each_role_gets_exactly_its_routes(site: Site, dataset) -> None:
     recording = dataset.data / "recordings" / f"{CALL}.age"
+    with Catalog.open(dataset.data) as catalog:  # /clock is offered only on such a box
+        catalog.publish_status("recorder", {"faults": {"clock": "not synchronised"}})
     for role in sorted(ALL, key=lambda r: r == "admin"):  # the admin deletes: last
         client = site.client()
         login(client, USER_OF[role])
@@ -116,7 +151,9 @@ def test_each_role_gets_exactly_its_routes(site: Site, dataset) -> None:
                 answer = client.get(url)
             else:
                 token = csrf_of(client.get("/status").text)
-                answer = client.post(url, data={**FORMS[path], "csrf": token})
+                answer = client.post(
+                    url, data={**form_of(path, role), "csrf": token}, files=FILES.get(path)
+                )
             if allowed:
                 assert answer.status_code in (200, 206, 303), (role, method, path)
             else:
