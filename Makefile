@@ -14,7 +14,7 @@ IMAGE_PACKAGES := debootstrap gcc
 export OPENBLAS_NUM_THREADS := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deb-packages bench-packages clean \
+.PHONY: demo test lint typecheck pytest bench torture deb-packages bench-packages clean \
 	image-check image-packages
 
 demo: $(STAMP)
@@ -37,6 +37,11 @@ bench: $(STAMP) bench-packages
 	$(BIN)/python bench/vault_bench.py
 	$(BIN)/python bench/dtmf/run.py
 	$(BIN)/python bench/callerid/run.py
+
+# Issue 10's long campaigns (power cuts, a day of calls, faults, line glitches, fuzzing):
+# under 30 minutes here, non-zero on any failure. `make test` runs a short form of each.
+torture: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench.torture.run_all
 
 # The SD card image's smoke test (slow, separate from `make test`; needs root): see
 # image-build/README.md. The debootstrapped root is cached in .image-cache/.

@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = add("run", "run the recorder on the board", cmd_run)
     add_config_options(run)
 
-    demo = add("demo", "a simulated line with a handful of calls, ready to watch", cmd_demo)
+    demo = add("demo", "a simulated line, the recorder and the web page, ready to click", cmd_demo)
     demo.add_argument("--data", metavar="DIR", default="demo-data", help="data folder")
+    demo.add_argument("--port", type=int, default=8080, help="web page port on 127.0.0.1")
     demo.add_argument(
-        "--port", type=int, default=8080, help="web page port (once the web page exists)"
+        "--realtime", action="store_true", help="play the first round of calls at the speed of life"
     )
-    demo.add_argument("--realtime", action="store_true", help="play the calls at the speed of life")
+    demo.add_argument(
+        "--once", action="store_true", help="play the calls once and exit, without the web page"
+    )
 
     web = add("web", "the web page: find, play and govern recordings (HTTPS)", cmd_web)
     web.add_argument(
@@ -154,8 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         "make the device keys; print the recovery identity once",
         cmd_keys_init,
     )
-    init.add_argument(
+    init_source = init.add_mutually_exclusive_group()
+    init_source.add_argument(
         "--recovery-recipient", metavar="AGE1...", help="the owner's own age public key"
+    )
+    init_source.add_argument(
+        "--from-request",
+        action="store_true",
+        help="answer the web page's first-run request in DIR/setup (appliance-setup.service)",
     )
     rotate = on_data(
         keys_commands, "rotate", "new recordings go to a new device key", cmd_keys_rotate
@@ -337,6 +345,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_keys_init(args: argparse.Namespace) -> int:
     from appliance.vault import keys_cli
 
+    if args.from_request:
+        return keys_cli.keys_from_request(args.data, sys.stdout)
     return keys_cli.keys_init(args.data, args.recovery_recipient, sys.stdout, sys.stderr)
 
 
@@ -468,39 +478,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from appliance.scenario.simulate import simulate_file
+    from appliance.web import demo, server
 
     cfg = config.load(overrides=["board.kind=sim"])
-    folder = resources.files("appliance.scenario").joinpath("demo")
-    scenarios = sorted(p.name for p in folder.iterdir() if p.name.endswith(".scn"))
+    data = Path(args.data)
+    login = demo.prepare(data)
     print("A simulated phone line, played through the appliance's real code: board, line,")
-    print(f"DSP, call control and the vault (data folder: {args.data}).\n")
-    for name in scenarios:
-        with resources.as_file(folder.joinpath(name)) as path:
-            print(f"== {_title(Path(path))}")
-            result = simulate_file(path, cfg, args.realtime, _print_readable, args.data)
-        for failure in result.failures:
-            print(f"   !! {failure}")
-        for call in result.calls:
-            seconds = call["audio_seconds"] or 0.0
-            kept = f"{seconds:.1f} s recorded, sealed" if call["recorded"] else "nothing recorded"
-            print(
-                f"   -> call {call['id']}: {call['direction']}, consent {call['consent']}, {kept}"
-            )
-        print()
-    print("The web page joins this demo when it is built; until then:")
-    print(f"  .venv/bin/appliance calls list --data {args.data}")
-    return 0
-
-
-def _title(path: Path) -> str:
-    """The scenario's opening comment lines, as one line."""
-    lines = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").strip())
-    return " ".join(lines) or path.stem
+    print(f"DSP, call control and the vault (data folder: {data}).\n")
+    played = demo.play_once(data, cfg, args.realtime, _print_readable, sys.stdout)
+    if args.once:
+        return 1 if any(result.failures for result in played) else 0
+    line = demo.LiveLine(data, cfg).start()
+    print(f"Log in as {login.user}, passphrase {login.passphrase}")
+    print("The same calls ring again in real time (see Status); Ctrl-C stops the demo.")
+    try:
+        return server.serve(data, demo.HOST, args.port, None, None, True, sys.stdout)
+    finally:
+        line.stop()
 
 
 def _print_readable(t: float, item: Any) -> None:

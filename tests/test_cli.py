@@ -105,9 +105,9 @@ def test_run_off_a_pi_is_a_clear_error(tmp_path, capsys) -> None:
     assert "appliance: hint:" in err
 
 
-def test_demo_runs_the_shipped_calls() -> None:
+def test_demo_runs_the_shipped_calls(tmp_path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "appliance", "demo"],
+        [sys.executable, "-m", "appliance", "demo", "--once", "--data", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

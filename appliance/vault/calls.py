@@ -4,8 +4,8 @@ Plain columns always; the sealed caller fields and the audio only with a private
 in memory (an identity file, or a user's unlocked key slot). Every export is audited.
 """
 
-import datetime
 import base64
+import datetime
 import json
 from collections.abc import Sequence
 from pathlib import Path
