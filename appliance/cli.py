@@ -263,6 +263,18 @@ def _add_update(add: Any, add_config_options: Any) -> None:
     apply.add_argument("bundle", metavar="BUNDLE")
     on_box(apply)
     trust(apply)
+    requested = sub(
+        "apply-requested",
+        "apply the oldest update the web page or a fetch queued (appliance-update.service)",
+        cmd_update_apply_requested,
+    )
+    on_box(requested)
+    trust(requested)
+    fetch = sub(
+        "fetch", "the newest bundle from update.source, verified and queued", cmd_update_fetch
+    )
+    on_box(fetch)
+    trust(fetch)
     on_box(sub("rollback", "go back to the previous release", cmd_update_rollback))
     on_box(sub("settle", "at boot: finish an update left in its trial", cmd_update_settle))
     add_config_options(sub("status", "the installed releases", cmd_update_status))
@@ -560,6 +572,18 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     from appliance.update import commands
 
     return commands.apply(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_apply_requested(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.apply_requested(_load_config(args), args, sys.stdout)
+
+
+def cmd_update_fetch(args: argparse.Namespace) -> int:
+    from appliance.update import commands
+
+    return commands.fetch(_load_config(args), args, sys.stdout)
 
 
 def cmd_update_rollback(args: argparse.Namespace) -> int:

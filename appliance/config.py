@@ -93,6 +93,8 @@ class UpdateConfig:
     health_timeout_s: float
     idle_timeout_s: float
     web_url: str
+    source: str = ""
+    source_ca: str = ""
 
 
 @dataclass(frozen=True)

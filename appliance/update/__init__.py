@@ -10,4 +10,7 @@ reports an idle line; if the new version's recorder does not publish a fresh hea
 
     bundle.py    the bundle format: sign (maintainers), verify (the box)
     releases.py  install a release, switch, check health, roll back
+    inbox.py     DATA/updates: bundles verified and waiting, `update.apply` requests, and
+                 root's `apply-requested` that applies them
+    fetch.py     the newest bundle from `update.source` (a USB stick, an https folder)
 """

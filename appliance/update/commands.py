@@ -93,3 +93,31 @@ def status(cfg: Config, out: TextIO) -> int:
     out.write(f"last update: {state.get('state', 'none')} {state.get('version', '')}\n".rstrip())
     out.write("\n")
     return 0
+
+
+def apply_requested(cfg: Config, args: argparse.Namespace, out: TextIO) -> int:
+    from appliance.update import inbox
+
+    services = releases.SystemdServices(cfg.update.services)
+    data = Path(args.data or cfg.storage.data_dir)
+    with _catalog(cfg, args) as catalog:
+        outcome = inbox.apply_requested(data, cfg.update, catalog, _trusted(args), services)
+    if outcome is None:
+        out.write("no update is requested\n")
+        return 0
+    if not outcome.ok:
+        raise UpdateError(
+            f"update request {outcome.request_id} ({outcome.bundle}): {outcome.message}"
+        )
+    out.write(f"update request {outcome.request_id}: {outcome.message}\n")
+    return 0
+
+
+def fetch(cfg: Config, args: argparse.Namespace, out: TextIO) -> int:
+    from appliance.update import fetch as fetching
+
+    data = Path(args.data or cfg.storage.data_dir)
+    with _catalog(cfg, args) as catalog:
+        done = fetching.fetch(data, cfg.update, catalog, _trusted(args))
+    out.write(f"{done.message}\n")
+    return 0

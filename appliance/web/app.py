@@ -42,14 +42,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance import __version__
 from appliance.call import announce
-from appliance.errors import ApplianceError, VaultError
+from appliance.errors import ApplianceError, UpdateError, VaultError
+from appliance.update import inbox
 from appliance.vault import keys
 from appliance.vault.catalog import Catalog, CatalogError
 from appliance.vault.keys import ROLES
 from appliance.vault.recording import RecordingReader
 from appliance.vault.retention import free_bytes
 from appliance.vault.seal import Unsealer
-from appliance.web import announcements, export, index, media, setup
+from appliance.web import announcements, export, index, media, setup, updates
 from appliance.web.sessions import Busy, LoginGate, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Web:
     fingerprint: str = ""
     sessions: SessionStore = field(default_factory=SessionStore)
     gate: LoginGate = field(default_factory=LoginGate)
+    updater: updates.Updater = field(default_factory=updates.Updater.from_config)
     _local: threading.local = field(default_factory=threading.local)
 
     def catalog(self) -> Catalog:
@@ -140,11 +142,16 @@ Handler = Callable[[Request, Session], Awaitable[Response]]
 
 
 def guarded(
-    roles: frozenset[str], needs_keys: bool = False, max_fields: int = 32, max_files: int = 0
+    roles: frozenset[str],
+    needs_keys: bool = False,
+    max_fields: int = 32,
+    max_files: int = 0,
+    reads_body: bool = False,
 ) -> Callable[[Handler], Any]:
     """A route that needs a session with one of `roles` (and unlocked keys, if asked).
     POST forms are parsed here, small, and must carry the session's CSRF token; a file
-    upload (`max_files`) is bounded by its route's `max_body_size`."""
+    upload (`max_files`) is bounded by its route's `max_body_size`. A route that streams
+    its body itself (`reads_body`: an upload too big to hold) checks the token itself."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -162,11 +169,12 @@ def guarded(
                 raise HTTPException(403, "this needs a user whose keys are unlocked")
             if request.method == "POST":
                 _check_origin(request)
-                form = await _small_form(request, max_fields, max_files)
-                value = form.get("csrf")
-                if not session.check_csrf(value if isinstance(value, str) else None):
-                    raise HTTPException(403, "the form is stale or forged (CSRF token)")
-                request.state.form = form
+                if not reads_body:
+                    form = await _small_form(request, max_fields, max_files)
+                    value = form.get("csrf")
+                    if not session.check_csrf(value if isinstance(value, str) else None):
+                        raise HTTPException(403, "the form is stale or forged (CSRF token)")
+                    request.state.form = form
             request.state.session = session
             return await handler(request, session)
 
@@ -1149,6 +1157,95 @@ async def announcement_preview(request: Request, session: Session) -> Response:
     return Response(data, media_type="audio/wav", headers={"content-disposition": "inline"})
 
 
+# -- updates ----------------------------------------------------------------------------
+
+UPDATED = {
+    "stored": "The bundle is verified and stored. Check what it changes, then apply it.",
+    "requested": "Requested. The update is applied when the line is idle; this page shows "
+    "the result.",
+    "discarded": "The bundle was removed.",
+}
+
+
+async def _update_form(request: Request, error: str = "", status: int = 200) -> Response:
+    web: Web = request.app.state.web
+    shown = await run_in_threadpool(
+        lambda: updates.overview(web.data_dir, web.updater, web.catalog())
+    )
+    context = shown | {
+        "done": UPDATED.get(request.query_params.get("done", ""), ""),
+        "error": error,
+        "max_mb": updates.MAX_UPLOAD // 2**20,
+    }
+    return render(request, "update.html", context, status)
+
+
+@guarded(ADMIN)
+async def update_page(request: Request, session: Session) -> Response:
+    return await _update_form(request)
+
+
+@guarded(ADMIN, reads_body=True)
+async def update_upload(request: Request, session: Session) -> Response:
+    """A signed bundle, streamed to the updates folder and verified; refused (removed and
+    audited) when its signature, its files or its version are wrong."""
+    web: Web = request.app.state.web
+    temp = await updates.receive(request, session.check_csrf, web.data_dir)
+
+    def work() -> inbox.Waiting:
+        updater = web.updater
+        catalog = web.catalog()
+        return inbox.accept(
+            temp, web.data_dir, updater.root, updater.trusted, catalog, session.user, "upload"
+        )
+
+    try:
+        await run_in_threadpool(work)
+    except UpdateError as exc:
+        return await _update_form(request, _vault_message(exc), 400)
+    return RedirectResponse("/update?done=stored", 303)
+
+
+@guarded(ADMIN)
+async def update_apply(request: Request, session: Session) -> Response:
+    """Ask root to apply a waiting bundle: an `update.apply` request (appliance-update.path)."""
+    web: Web = request.app.state.web
+    name = _text(request.state.form, "bundle", 100)
+
+    def work() -> None:
+        catalog = web.catalog()
+        try:
+            found = inbox.load_waiting(web.data_dir, name)
+        except UpdateError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if any(r["payload"].get("bundle") == name for r in inbox.requests(catalog, True)):
+            raise HTTPException(409, f"{name} is requested already")
+        inbox.request_apply(catalog, web.data_dir, found, session.user)
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/update?done=requested", 303)
+
+
+@guarded(ADMIN)
+async def update_discard(request: Request, session: Session) -> Response:
+    web: Web = request.app.state.web
+    name = _text(request.state.form, "bundle", 100)
+
+    def work() -> None:
+        catalog = web.catalog()
+        try:
+            found = inbox.load_waiting(web.data_dir, name)
+        except UpdateError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if any(r["payload"].get("bundle") == name for r in inbox.requests(catalog, True)):
+            raise HTTPException(409, f"{name} is requested: it is root's now")
+        inbox.remove(web.data_dir, name)
+        _audit(web, session.user, "update.discard", found.version, bundle=name)
+
+    await run_in_threadpool(work)
+    return RedirectResponse("/update?done=discarded", 303)
+
+
 # -- users, roles and keys ---------------------------------------------------------------
 
 DONE = {
@@ -1481,6 +1578,15 @@ ROUTES: list[BaseRoute] = [
     ),
     Route("/announcements/restore", announcement_restore, methods=["POST"]),
     Route("/announcements/{profile}.wav", announcement_preview, methods=["GET"]),
+    Route("/update", update_page, methods=["GET"]),
+    Route(
+        "/update",
+        update_upload,
+        methods=["POST"],
+        max_body_size=updates.MAX_UPLOAD + 64 * 1024,
+    ),
+    Route("/update/apply", update_apply, methods=["POST"]),
+    Route("/update/discard", update_discard, methods=["POST"]),
     Route("/users", users_page, methods=["GET"]),
     Route("/users/add", user_add, methods=["POST"]),
     Route("/users/remove", user_remove, methods=["POST"]),

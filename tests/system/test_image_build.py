@@ -181,8 +181,9 @@ def test_the_firewall_ruleset_parses_and_opens_only_what_it_should(tmp_path: Pat
     ports = {(proto, port) for proto, spec in inbound for port in re.findall(r"\d+", spec)}
     assert ports == {("udp", "68"), ("udp", "546"), ("tcp", "443"), ("udp", "5353"), ("tcp", "22")}
     assert "udp dport 123 accept" in text  # NTP out
-    # The internet (HTTPS, SSH) only for the backup's user: every other rule out is local
-    # or a named service's port, and none opens 443 or 22 to anyone else.
+    # The internet (HTTPS, SSH) only for the backup's user, and HTTPS for the update
+    # fetch's: every other rule out is local or a named service's port, and none opens 443
+    # or 22 to anyone else.
     output = text.split("chain output", 1)[1]
     wide = [
         line.strip()
@@ -190,9 +191,10 @@ def test_the_firewall_ruleset_parses_and_opens_only_what_it_should(tmp_path: Pat
         if re.search(r"\b(443|22)\b", line) and "accept" in line
     ]
     assert wide == [
-        'meta skuid "appliance-backup" tcp dport { 443, 22 } accept comment "off-box copies"'
+        'meta skuid "appliance-backup" tcp dport { 443, 22 } accept comment "off-box copies"',
+        'meta skuid "appliance-update" tcp dport 443 accept comment "update bundles"',
     ]
-    assert "appliance-backup" in box_users()
+    assert {"appliance-backup", "appliance-update"} <= set(box_users())
 
 
 def test_the_firewall_check_knows_a_user_from_a_typo(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from appliance import config
-from appliance.update import releases
+from appliance.update import inbox, releases
 from appliance.vault import keyrequest, keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +39,26 @@ WEB = "appliance-web.service"
 SETUP = "appliance-setup.service"
 SETTLE = "appliance-update-settle.service"
 BACKUP = "appliance-backup.service"
-SERVICES = (RECORDER, WEB, SETUP, SETTLE, BACKUP)
+UPDATE = "appliance-update.service"
+FETCH = "appliance-update-fetch.service"
+SERVICES = (RECORDER, WEB, SETUP, SETTLE, BACKUP, UPDATE, FETCH)
 ALL_UNITS = (
     *SERVICES,
     "appliance-recorder.path",
     "appliance-setup.path",
     "appliance-backup.timer",
+    "appliance-update.path",
+    "appliance-update-fetch.timer",
 )
-EXPOSURE_LIMITS = {RECORDER: 2.0, WEB: 2.5, BACKUP: 2.5, SETUP: 2.0, SETTLE: 2.0}
+EXPOSURE_LIMITS = {
+    RECORDER: 2.0,
+    WEB: 2.5,
+    BACKUP: 2.5,
+    SETUP: 2.0,
+    SETTLE: 2.0,
+    UPDATE: 2.5,
+    FETCH: 2.5,
+}
 # Keys of the restart back-off drop-in, and the systemd version that knows them.
 BACKOFF = UNITS / "appliance-recorder.service.d" / "restart-backoff.conf"
 BACKOFF_KEYS = {"RestartSteps", "RestartMaxDelaySec"}
@@ -290,7 +302,7 @@ def test_commands_and_paths_agree_with_the_package(recorder: Unit, web: Unit) ->
     assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in recorder.get("Service", "InaccessiblePaths")
 
 
-@pytest.mark.parametrize("name", [SETUP, SETTLE, BACKUP])
+@pytest.mark.parametrize("name", [SETUP, SETTLE, BACKUP, UPDATE, FETCH])
 def test_the_helpers_are_oneshots_without_capabilities_or_devices(name: str) -> None:
     unit = Unit.read(UNITS / name)
     for key, value in {
@@ -376,6 +388,75 @@ def test_backup_runs_hourly_under_its_own_user_behind_the_services(
         assert int(backup.one("Service", key)) < int(web.one("Service", key)), key
     assert int(backup.one("Service", "OOMScoreAdjust")) > int(web.one("Service", "OOMScoreAdjust"))
     assert backup.one("Service", "MemoryMax").endswith("M")
+
+
+def test_requested_updates_are_applied_by_root_when_asked() -> None:
+    """The web page and the fetch only ask (a row and a flag, appliance/update/inbox.py);
+    root applies, started by the path unit alone, with no capability but the data group."""
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    update = Unit.read(UNITS / UPDATE)
+    path = Unit.read(UNITS / "appliance-update.path")
+    assert path.one("Path", "PathExists") == f"{data}/{inbox.FOLDER}/{inbox.FLAG}"
+    assert path.one("Path", "Unit") == UPDATE
+    assert path.one("Install", "WantedBy") == "paths.target"
+    assert update.get("Install", "WantedBy") == []  # never started but by the path unit
+    assert update.one("Service", "ExecStart").split()[1:] == [
+        "update",
+        "apply-requested",
+        "-c",
+        str(config.SYSTEM_CONFIG),
+    ]
+    assert update.one("Service", "User") == "root"
+    assert update.one("Service", "SupplementaryGroups") == "appliance-web"
+    assert (
+        config.shipped_defaults()["update"]["root"]
+        in update.get("Service", "ReadWritePaths")[0].split()
+    )
+    assert update.one("Service", "IPAddressAllow") == "localhost"  # the health check only
+    assert update.one("Service", "IPAddressDeny") == "any"
+    assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in update.get("Service", "InaccessiblePaths")
+    # it waits for an idle line, then for the health check: longer than both
+    limit = update.one("Service", "TimeoutStartSec")
+    assert limit.endswith("min") and int(limit[:-3]) * 60 > (
+        config.shipped_defaults()["update"]["idle_timeout_s"]
+        + config.shipped_defaults()["update"]["health_timeout_s"]
+    )
+    assert "appliance-update-settle.service" in update.one("Unit", "After").split()
+
+
+def test_the_fetch_runs_daily_under_its_own_user_if_a_source_is_set(web: Unit) -> None:
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    fetch = Unit.read(UNITS / FETCH)
+    timer = Unit.read(UNITS / "appliance-update-fetch.timer")
+    assert timer.one("Timer", "OnCalendar") == "daily"
+    assert timer.one("Timer", "Persistent") == "yes"
+    assert timer.one("Install", "WantedBy") == "timers.target"
+    assert fetch.one("Service", "ExecStart").split()[1:] == [
+        "update",
+        "fetch",
+        "-c",
+        str(config.SYSTEM_CONFIG),
+    ]
+    condition = fetch.one("Service", "ExecCondition")
+    assert ".update.source" in condition and str(config.SYSTEM_CONFIG) in condition
+    assert config.load(config.shipped_defaults_path()).update.source == ""  # off by default
+    assert fetch.one("Service", "User") == "appliance-update"
+    assert fetch.one("Service", "SupplementaryGroups") == "appliance-web"
+    assert sorted(fetch.one("Service", "InaccessiblePaths").split()) == [
+        f"{data}/{keys.KEYS}",
+        f"{data}/recordings",
+    ]
+    assert int(fetch.one("Service", "CPUWeight")) < int(web.one("Service", "CPUWeight"))
+
+
+def test_the_updates_folder_takes_the_data_group(system_root: Path) -> None:
+    run_ok("systemd-sysusers", f"--root={system_root}", "appliance.conf")
+    run_ok("systemd-tmpfiles", f"--root={system_root}", "--create", "appliance.conf")
+    users, groups = ids(system_root, "passwd"), ids(system_root, "group")
+    assert "appliance-update" in users
+    folder = (system_root / "var/lib/appliance" / inbox.FOLDER).lstat()
+    assert (folder.st_uid, folder.st_gid) == (users["appliance-web"], groups["appliance-web"])
+    assert folder.st_mode & 0o7777 == 0o2770
 
 
 # -- drop-ins for PID 1 and logind ------------------------------------------------------

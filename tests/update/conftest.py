@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance.config import UpdateConfig
+from appliance.update import releases
 from appliance.update.bundle import sign_bundle
+from appliance.update.releases import install_release
+from appliance.vault.catalog import Catalog
 
 CANARY = """
 import http.server, json, sqlite3, sys, threading, time
@@ -143,6 +147,43 @@ def services(tmp_path: Path) -> Iterator[CanaryServices]:
     found.stop()
 
 
+@pytest.fixture
+def box(tmp_path: Path, make_bundle, signing_key, services):
+    """A box running canary 1.0.0 from ROOT/current, as the SD card image leaves it."""
+    root = tmp_path / "opt"
+    trusted = [signing_key.public_key()]
+    _, first = install_release(make_bundle("1.0.0"), root, trusted, None)
+    releases._point(root, releases.CURRENT, first)
+    catalog = Catalog.open(tmp_path / "data")
+    services.restart()
+    assert wait_until(lambda: catalog.status("recorder") is not None)
+    cfg = UpdateConfig(
+        str(root),
+        [],
+        health_timeout_s=4,
+        idle_timeout_s=5,
+        web_url=f"http://127.0.0.1:{services.port}/",
+    )
+    yield root, cfg, catalog, trusted
+    catalog.close()
+
+
+def snapshot(root: Path) -> tuple[str, list[str]]:
+    return (
+        str((root / "current").resolve()),
+        sorted(p.name for p in (root / "releases").iterdir()),
+    )
+
+
+def bundle_bytes(folder: Path, version: str, key: Ed25519PrivateKey, healthy: bool = True) -> bytes:
+    """A signed bundle of canary `version`, as bytes (for uploads and sources)."""
+    wheels = folder / f"wheels-{version}-{healthy}"
+    wheels.mkdir(parents=True, exist_ok=True)
+    out = folder / f"canary-{version}-{healthy}.bundle"
+    sign_bundle(out, [build_wheel(wheels, version, healthy)], version, key, package="canary")
+    return out.read_bytes()
+
+
 def wait_until(check: Callable[[], bool], seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -152,4 +193,4 @@ def wait_until(check: Callable[[], bool], seconds: float = 10) -> bool:
     return False
 
 
-__all__ = ["CanaryServices", "build_wheel", "free_port", "wait_until"]
+__all__ = ["CanaryServices", "build_wheel", "bundle_bytes", "free_port", "snapshot", "wait_until"]

@@ -9,7 +9,6 @@ import io
 import json
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,36 +19,7 @@ from appliance.errors import UpdateError
 from appliance.update import releases
 from appliance.update.bundle import public_pem, trusted_keys, verify_bundle
 from appliance.update.releases import Clock, apply_update, install_release, line_state
-from appliance.vault.catalog import Catalog
-from tests.update.conftest import wait_until
-
-
-@pytest.fixture
-def box(tmp_path: Path, make_bundle, signing_key, services):
-    """A box running canary 1.0.0 from ROOT/current, as the SD card image leaves it."""
-    root = tmp_path / "opt"
-    trusted = [signing_key.public_key()]
-    _, first = install_release(make_bundle("1.0.0"), root, trusted, None)
-    releases._point(root, releases.CURRENT, first)
-    catalog = Catalog.open(tmp_path / "data")
-    services.restart()
-    assert wait_until(lambda: catalog.status("recorder") is not None)
-    cfg = UpdateConfig(
-        str(root),
-        [],
-        health_timeout_s=4,
-        idle_timeout_s=5,
-        web_url=f"http://127.0.0.1:{services.port}/",
-    )
-    yield root, cfg, catalog, trusted
-    catalog.close()
-
-
-def snapshot(root: Path) -> tuple[str, list[str]]:
-    return (
-        str((root / "current").resolve()),
-        sorted(p.name for p in (root / "releases").iterdir()),
-    )
+from tests.update.conftest import snapshot, wait_until
 
 
 def test_an_update_is_applied_and_a_broken_one_rolled_back(box, make_bundle, services) -> None:

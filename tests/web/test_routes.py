@@ -4,13 +4,20 @@ The table below is written here, not read from the app: a route added without an
 fails `test_the_table_covers_every_route`, and each entry is checked for every role.
 """
 
+import tempfile
+from pathlib import Path
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.routing import Mount, Route
 
 from appliance.call.announce import SHIPPED_FOLDER
+from appliance.update import inbox
 from appliance.vault import keys
 from appliance.vault.catalog import Catalog
+from appliance.web import updates
 from appliance.web.app import COOKIE, ROUTES
+from tests.update.conftest import bundle_bytes
 
 from .conftest import CALLS, PASSPHRASES, USER_OF, Site, csrf_of, login
 
@@ -48,6 +55,10 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/announcements"): {"admin"},
     ("POST", "/announcements/restore"): {"admin"},
     ("GET", "/announcements/{profile}.wav"): {"admin"},
+    ("GET", "/update"): {"admin"},
+    ("POST", "/update"): {"admin"},
+    ("POST", "/update/apply"): {"admin"},
+    ("POST", "/update/discard"): {"admin"},
     ("GET", "/users"): {"admin"},
     ("POST", "/users/add"): {"admin"},
     ("POST", "/users/remove"): {"admin"},
@@ -82,8 +93,17 @@ FORMS: dict[str, dict[str, str]] = {
     "/clock": {"epoch": "1800000000"},
     "/announcements/restore": {"profile": "opt-in"},
     "/announcements": {"profile": "opt-in"},  # with the shipped announcement as its file
+    "/update": {},  # with a bundle signed by UPDATE_KEY as its file
+    "/update/apply": {"bundle": "canary-2.0.0.bundle"},  # the one uploaded just before
+    "/update/discard": {"bundle": "canary-1.5.0.bundle"},  # put there by the test
 }
-FILES = {"/announcements": {"file": ("a.wav", SHIPPED.read_bytes(), "audio/wav")}}
+UPDATE_KEY = Ed25519PrivateKey.generate()
+with tempfile.TemporaryDirectory() as _folder:
+    BUNDLES = {v: bundle_bytes(Path(_folder), v, UPDATE_KEY) for v in ("1.5.0", "2.0.0")}
+FILES = {
+    "/announcements": {"file": ("a.wav", SHIPPED.read_bytes(), "audio/wav")},
+    "/update": {"file": ("u.bundle", BUNDLES["2.0.0"], "application/octet-stream")},
+}
 
 
 def form_of(path: str, role: str) -> dict[str, str]:
@@ -135,6 +155,14 @@ def test_each_role_gets_exactly_its_routes(site: Site, dataset) -> None:
     recording = dataset.data / "recordings" / f"{CALL}.age"
     with Catalog.open(dataset.data) as catalog:  # /clock is offered only on such a box
         catalog.publish_status("recorder", {"faults": {"clock": "not synchronised"}})
+        # a bundle waits for /update/discard; /update stores the one /update/apply asks for
+        site.web.updater = updates.Updater(dataset.data.parent / "opt", (UPDATE_KEY.public_key(),))
+        temp, out = inbox.incoming(dataset.data)
+        with out:
+            out.write(BUNDLES["1.5.0"])
+        inbox.accept(
+            temp, dataset.data, site.web.updater.root, site.web.updater.trusted, catalog, "t", "t"
+        )
     for role in sorted(ALL, key=lambda r: r == "admin"):  # the admin deletes: last
         client = site.client()
         login(client, USER_OF[role])
