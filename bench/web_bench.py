@@ -1,22 +1,33 @@
 """The web page under load: login, the calls list over 100 000 sealed calls, search,
-time to the first audio byte, and four players streaming at once.
+time to the first audio byte, and four players streaming at once; then the recorder in
+real time while four browsers stream.
 
 A data folder is made in a temporary folder with the vault's own code (keys at the real
 scrypt work factor, one admin, one 10-minute recording, 100 000 sealed call records),
 served by `appliance web`'s app on uvicorn over HTTPS on 127.0.0.1, and asked over real
 connections. Prints one line per figure.
 
-    .venv/bin/python bench/web_bench.py [--calls N]
+The last part proves no capture frame is lost while four browsers stream: the production
+`Recorder` records a consented call in real time in its own process (a `SimBoard` paced
+by the wall clock, a codec handing over each 20 ms period as it ends, through the
+`Capture` thread), while `appliance web --plain-http --host 127.0.0.1`, another process
+over the same data folder, serves four logged-in clients reading a recording with Range
+requests in a loop, as fast as it gives (bench/torture/web.py, shared with campaign 6).
+
+    .venv/bin/python bench/web_bench.py [--calls N] [--load-seconds S] [--load-only]
 """
 
 import argparse
 import re
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.torture, run as a script
 
 import httpx2 as httpx
 import numpy as np
@@ -30,6 +41,8 @@ from appliance.vault.recording import RecordingWriter
 from appliance.vault.seal import Sealer
 from appliance.web import tls
 from appliance.web.app import Web, create_app
+from bench.torture import web as load
+from bench.torture.common import Result
 
 PASSPHRASE = "violet harbour tundra 42"
 CALL = "20260301-091500-benchx"
@@ -93,12 +106,7 @@ def serve(data: Path) -> tuple[str, uvicorn.Server]:
 
 
 def login(base: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, verify=False, timeout=120)
-    page = client.get("/login").text
-    token = re.search(r'name="csrf" value="([^"]+)"', page)[1]  # type: ignore[index]
-    answer = client.post("/login", data={"user": "ada", "passphrase": PASSPHRASE, "csrf": token})
-    assert answer.status_code == 303, answer.text
-    return client
+    return load.login(base, "ada", PASSPHRASE)
 
 
 def timed(client: httpx.Client, url: str, times: int = 5) -> float:
@@ -120,10 +128,47 @@ def first_byte(client: httpx.Client) -> float:
         return time.perf_counter() - start
 
 
+def recorder_under_load(seconds: float) -> bool:
+    """The recorder in real time for about `seconds` while four clients stream; prints
+    its figures; False if a frame was lost or anything else failed."""
+    with tempfile.TemporaryDirectory() as folder:
+        box, wav = load.build(Path(folder), 600.0)
+        speech = max(1.0, seconds - 10.4)  # ring, announcement, consent: ~10.4 s more
+        run = load.under_load(box, wav, speech)
+    result = Result("recorder under load")
+    load.judge_load(run, result)
+    rec = run.recorder
+    print(
+        f"recorder in real time for {rec['seconds']:.1f} s while four clients stream: "
+        f"xruns {rec['xruns']}, frames {rec['frames']:.0f} of {rec['frames expected']} "
+        f"expected, {rec['gaps']} gaps"
+    )
+    print(
+        f"recorder's worst lag behind real time: {rec['worst lag (s)'] * 1000:.0f} ms "
+        f"(capture thread's latest read after a period's end: "
+        f"{rec['latest read (s)'] * 1000:.1f} ms)"
+    )
+    rates = run.rates()
+    plays = sum(s.tally.plays for s in run.streams)
+    ranges = sum(s.tally.requests for s in run.streams) - plays
+    print(
+        f"four streams with Range requests: {' '.join(f'{r:.0f}' for r in rates)}x real "
+        f"time ({sum(rates) * load.WAV_RATE / 1e6:.1f} MB/s in all; {plays} play sessions, "
+        f"{ranges} Range requests, every byte checked)"
+    )
+    for failure in result.failures:
+        print(f"FAIL {failure}")
+    return not result.failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--load-only", action="store_true", help="only the last part")
     args = parser.parse_args()
+    if args.load_only:
+        raise SystemExit(0 if recorder_under_load(args.load_seconds) else 1)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"
         start = time.perf_counter()
@@ -170,6 +215,7 @@ def main() -> None:
             print(f"four players streaming 10 min each at once: slowest {rate:.0f}x real time")
         finally:
             server.should_exit = True
+    raise SystemExit(0 if recorder_under_load(args.load_seconds) else 1)
 
 
 if __name__ == "__main__":
