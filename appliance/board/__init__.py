@@ -53,8 +53,11 @@ class Board(Protocol):
         """The next frame; blocks on the real board; None when a simulated line ends."""
         ...
 
-    def play(self, samples: NDArray[np.float64]) -> None:
-        """Queue 8 kHz audio to send into the line; TX is switched in while it plays."""
+    def play(self, samples: NDArray[np.float64]) -> float:
+        """Queue 8 kHz audio to send into the line; TX is switched in while it plays.
+        Returns the board time at which it starts on the line (after what is queued): the
+        echo canceller's reference must line up with it, however far capture runs ahead
+        of the recorder."""
         ...
 
     def set_led(self, name: str, on: bool) -> None: ...

@@ -57,6 +57,7 @@ class RealBoard:
         self._initial = self.gpio.levels()
         self._offsets: deque[float] = deque(maxlen=OFFSET_WINDOW)
         self._samples = 0
+        self._played_until = 0.0  # board time the codec's playback runs until
 
     def initial_levels(self) -> dict[str, bool]:
         return dict(self._initial)
@@ -73,10 +74,15 @@ class RealBoard:
         )
         return Frame(t0, audio, edges)
 
-    def play(self, samples: NDArray[np.float64]) -> None:
+    def play(self, samples: NDArray[np.float64]) -> float:
         if self.gpio.tx_enable is not None:
             self.gpio.tx_enable.on()
+        # The codec plays it after what it still holds, or at once (from the last capture
+        # period's end) when its playback ran dry: both ends of the codec share one clock.
+        start = max(self._samples / RATE, self._played_until)
+        self._played_until = start + len(samples) / RATE
         self.audio.write(samples)
+        return start
 
     def set_led(self, name: str, on: bool) -> None:
         self.gpio.leds[name].value = on

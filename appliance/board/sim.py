@@ -155,8 +155,10 @@ class SimBoard:
         echo, self._echo_state = signal.lfilter(self._echo, [1.0], block, zi=self._echo_state)
         return np.asarray(echo, dtype=np.float64)
 
-    def play(self, samples: NDArray[np.float64]) -> None:
+    def play(self, samples: NDArray[np.float64]) -> float:
+        queued = sum(chunk.size for chunk in self._playback)
         self._playback.append(np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0))
+        return (self._sample + queued) / RATE
 
     def power_cycle(self) -> None:
         """The box lost power and came back: nothing plays, the LEDs are dark, and the

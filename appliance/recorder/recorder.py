@@ -132,7 +132,9 @@ class Recorder:
         self._wall0 = wall_clock()
         self.state, actions = m.initial(self.monitor.off_hook)
         self._queue: deque[NDArray[np.float64]] = deque()  # to play, block by block
-        self._reference = np.zeros(0)  # what the board plays during the next frame
+        # What went to the board, from the board time it starts on the line: the echo
+        # canceller's reference, aligned however far capture runs ahead of this loop.
+        self._played: deque[tuple[int, NDArray[np.float64]]] = deque()
         self._announcement: str | None = None  # its SHA-256, while one is playing
         self._announced: str | None = None
         self._held: list[NDArray[np.float64]] | None = None
@@ -159,7 +161,7 @@ class Recorder:
 
     def process(self, frame: Frame) -> None:
         now = self._now = frame.end
-        reference = self._take_reference(frame.audio.size)
+        reference = self._take_reference(frame)
         if reference.any():
             self._echo_until = now + ECHO_TAIL
         residual = frame.audio
@@ -172,7 +174,7 @@ class Recorder:
         self._caller_id(frame, on_hook, events)
         if self.state.phase is m.Phase.ANSWERED and self.progress.sounding(m.MACHINE_TONES):
             events.append(m.MachineToneSounding(now))
-        if self._announcement is not None and not self._queue and not reference.any():
+        if self._announcement is not None and not self._queue and not self._played:
             events.append(m.PlaybackFinished(now))
             self._announcement = None
         masked, spans = self.masker.feed(frame.audio)
@@ -391,18 +393,25 @@ class Recorder:
 
     # -- playback --------------------------------------------------------------------------
 
-    def _take_reference(self, n: int) -> NDArray[np.float64]:
-        """What the board plays during this frame, as long as the frame."""
+    def _take_reference(self, frame: Frame) -> NDArray[np.float64]:
+        """What was on the line from the board during this frame, as long as the frame;
+        what has played out is forgotten."""
+        n = frame.audio.size
+        first = round(frame.t * RATE)
         reference = np.zeros(n)
-        k = min(n, self._reference.size)
-        reference[:k] = self._reference[:k]
+        for start, samples in self._played:
+            lo, hi = max(start, first), min(start + samples.size, first + n)
+            if lo < hi:
+                reference[lo - first : hi - first] = samples[lo - start : hi - start]
+        while self._played and self._played[0][0] + self._played[0][1].size <= first + n:
+            self._played.popleft()
         return reference
 
     def _queue_playback(self, n: int) -> None:
         block, filled = take_samples(self._queue, n)
-        self._reference = block
         if filled:
-            self.board.play(block)
+            start = self.board.play(block)
+            self._played.append((round(start * RATE), block[:filled]))
 
     def _play(self, samples: NDArray[np.float64]) -> None:
         self._queue.append(samples * 10 ** ((NOMINAL_DBM0_AT_FULL_SCALE - self.fs) / 20))
@@ -479,6 +488,7 @@ class Recorder:
                 "id": recording.call_id,
                 "audio_seconds": recording.writer.audio_seconds,
                 "start": recording.start,
+                "reason": "disk full: recording stopped",
             }
             self._fault("storage", "the disk is full")
 
@@ -609,7 +619,7 @@ class Recorder:
             "audio_seconds": done.get("audio_seconds", 0.0),
             "muted_spans": relative(self._closed_quiet_spans(record)) if done else "[]",
             "masked_spans": relative(self._masked) if done else "[]",
-            "reason": record.reason,
+            "reason": done.get("reason") or record.reason,
             "clock_synced": int("clock" not in self._faults),
             "seal_key": self.sealer.key_id,
             "sealed": self.sealer.seal(call_id, _caller_fields(record)),

@@ -11,10 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.vault.age import SEALED_CHUNK, TAG, AgeError, parse_header
 from appliance.vault.catalog import Catalog
-from appliance.vault.recording import remove_stale_journals
+from appliance.vault.recording import AU_HEADER, RATE, remove_stale_journals
 
 RECORDINGS = "recordings"
+NONCE = 16  # bytes between an age header and its first chunk
 
 
 @dataclass
@@ -50,6 +52,7 @@ def reconcile(catalog: Catalog, data_dir: str | Path) -> Reconciled:
                 "status": "finished",
                 "recorded": 1,
                 "sha256": digest,
+                "audio_seconds": sealed_audio_seconds(path),
             }
             with catalog.db.atomic():
                 if found is None:
@@ -82,6 +85,21 @@ def reconcile(catalog: Catalog, data_dir: str | Path) -> Reconciled:
             catalog.audit("recorder", "recording.interrupted", call_id)
         report.interrupted.append(call_id)
     return report
+
+
+def sealed_audio_seconds(path: Path) -> float | None:
+    """A finished recording's length from its sealed file's size, with no key: the age
+    header, a 16-byte nonce, then 64 KiB chunks each with a 16-byte tag, holding the Sun
+    AU header and µ-law at 8000 bytes a second. None when the header does not parse."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    try:
+        sealed = path.stat().st_size - parse_header(head).size - NONCE
+    except AgeError:
+        return None
+    chunks = max(1, -(-sealed // SEALED_CHUNK))
+    audio = sealed - TAG * chunks - len(AU_HEADER)
+    return round(audio / RATE, 3) if audio >= 0 else None
 
 
 def _partial(folder: Path, call_id: str) -> Path:

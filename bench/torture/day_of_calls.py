@@ -98,9 +98,9 @@ class DayBoard:
         edges = tuple(dataclasses.replace(e, t=e.t + self._offset) for e in frame.edges)
         return Frame(frame.t + self._offset, frame.audio, edges)
 
-    def play(self, samples: NDArray[np.float64]) -> None:
+    def play(self, samples: NDArray[np.float64]) -> float:
         with self._lock:
-            self.board.play(samples)
+            return self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         with self._lock:
@@ -130,8 +130,8 @@ class Paced:
                 time.sleep(wait)
         return frame
 
-    def play(self, samples: NDArray[np.float64]) -> None:
-        self.board.play(samples)
+    def play(self, samples: NDArray[np.float64]) -> float:
+        return self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         self.board.set_led(name, on)

@@ -146,8 +146,8 @@ class Vanishing:
             self.frames -= 1
         return self.board.read()
 
-    def play(self, samples: NDArray[np.float64]) -> None:
-        self.board.play(samples)
+    def play(self, samples: NDArray[np.float64]) -> float:
+        return self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         self.board.set_led(name, on)

@@ -114,8 +114,8 @@ class PacedBoard:
     def initial_levels(self) -> dict[str, bool]:
         return self.board.initial_levels()
 
-    def play(self, samples: NDArray[np.float64]) -> None:
-        self.board.play(samples)
+    def play(self, samples: NDArray[np.float64]) -> float:
+        return self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         self.board.set_led(name, on)

@@ -45,8 +45,8 @@ class Vanishing:
             self.frames -= 1
         return self.board.read()
 
-    def play(self, samples) -> None:  # type: ignore[no-untyped-def]
-        self.board.play(samples)
+    def play(self, samples) -> float:  # type: ignore[no-untyped-def]
+        return self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         self.board.set_led(name, on)
