@@ -29,7 +29,7 @@ import sqlite_utils
 from appliance.backup.copy import CATALOG_COPY, read_manifest
 from appliance.backup.targets import Target
 from appliance.errors import BackupError
-from appliance.vault import age, keys
+from appliance.vault import age, fsync_dir, keys
 from appliance.vault.calls import SHOWN, _when
 from appliance.vault.catalog import CATALOG, Catalog
 from appliance.vault.reconcile import RECORDINGS, reconcile
@@ -210,7 +210,7 @@ def _restore_recording(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    keys._fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return 1
 
 

@@ -30,6 +30,7 @@ from appliance.backup.s3 import META_SHA256, S3Client, S3Error
 from appliance.backup.throttle import UNLIMITED, TokenBucket
 from appliance.config import BackupConfig
 from appliance.errors import BackupError
+from appliance.vault import fsync_dir
 
 CHUNK = 64 * 1024
 MANIFEST = "manifest.json"
@@ -100,14 +101,6 @@ def sha256_file(path: Path, on_chunk: Callable[[bytes], None] | None = None) -> 
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- a folder ---------------------------------------------------------------------------
 
 
@@ -154,7 +147,7 @@ class FolderTarget:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return digest.hexdigest()
 
     def _check(self, final: Path, sha256: str, rel: str) -> None:

@@ -36,6 +36,7 @@ from appliance.config import UpdateConfig
 from appliance.errors import UpdateError
 from appliance.update import releases
 from appliance.update.bundle import Bundle, verify_bundle
+from appliance.vault import fsync_dir
 from appliance.vault.catalog import Catalog
 
 FOLDER = "updates"
@@ -77,14 +78,6 @@ def sha256_of(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,7 @@ def accept(
     tmp_note.write_text(json.dumps(asdict(waiting), indent=1))
     os.replace(temp, target)
     os.replace(tmp_note, note)
-    _fsync_dir(temp.parent)
+    fsync_dir(temp.parent)
     catalog.audit(
         actor,
         "update.received",

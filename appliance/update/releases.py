@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from appliance.config import UpdateConfig
 from appliance.errors import UpdateError
 from appliance.update.bundle import Bundle, verify_bundle
+from appliance.vault import fsync_dir
 from appliance.vault.catalog import Catalog
 
 RELEASES = "releases"
@@ -50,14 +51,6 @@ class Release:
     version: str
     package: str
     path: Path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def release_at(link: Path) -> Release | None:
@@ -87,7 +80,7 @@ def _point(root: Path, name: str, release: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(release, root), tmp)
     os.replace(tmp, root / name)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def _write_state(root: Path, state: dict[str, Any]) -> None:
@@ -96,7 +89,7 @@ def _write_state(root: Path, state: dict[str, Any]) -> None:
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, root / STATE)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def read_state(root: Path) -> dict[str, Any]:
@@ -158,7 +151,7 @@ def install_release(
         marker.write_bytes(bundle.raw)
         with marker.open("rb") as f:
             os.fsync(f.fileno())
-        _fsync_dir(final)
+        fsync_dir(final)
         return bundle, final
     except BaseException:
         if final is not None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import VaultError
-from appliance.vault import age
+from appliance.vault import age, fsync_dir
 from appliance.vault.age import AgeError, Identity, Recipient
 from appliance.vault.catalog import Catalog
 
@@ -134,14 +134,6 @@ def slot_path(data_dir: str | Path, name: str) -> Path:
     return keys_dir(data_dir) / SLOTS / f"{check_name(name)}.age"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mkdir(folder: Path, mode: int) -> None:
     if folder.is_dir():
         return
@@ -150,7 +142,7 @@ def _mkdir(folder: Path, mode: int) -> None:
     if os.geteuid() == 0:  # as root: take the owner of the parent (see apply_ownership)
         parent = folder.parent.stat()
         os.chown(folder, parent.st_uid, parent.st_gid)
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
 
 
 def write_atomic(path: Path, data: bytes, mode: int, exclusive: bool = False) -> None:
@@ -179,7 +171,7 @@ def write_atomic(path: Path, data: bytes, mode: int, exclusive: bool = False) ->
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -467,7 +459,7 @@ def remove_user(data_dir: str | Path, catalog: Catalog, name: str, authority: Un
         catalog.remove_user(name)
         catalog.audit(authority.user, "user.remove", name)
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def change_passphrase(

@@ -6,13 +6,13 @@ that jumps to 2040 must not erase everything), never a call on legal hold, at mo
 (the fault LED) before it is `full` (recording stops cleanly, the call goes on).
 """
 
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from appliance.vault import fsync_dir
 from appliance.vault.catalog import Catalog
 
 DAY = 86400.0
@@ -83,8 +83,4 @@ def _delete(catalog: Catalog, data_dir: str | Path, call_id: str, file: str, rea
         catalog.audit("retention", "recording.delete", call_id, {"reason": reason})
     path = Path(data_dir) / file
     path.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
