@@ -40,6 +40,7 @@ _COLS = 16 + _POLY
 _HISTORY = 8  # frames kept before a tone, for the onset search
 _EDGE = 6  # frames from the first (last) passing frame to the half-amplitude crossing
 _CHUNK = 8192  # frames per matrix product: bounds memory on whole-file decodes
+_STEP = 8  # frames the receiver analyses at a time (40 ms)
 _LARGE = _CHUNK * HOP  # samples analysed at once when a long signal is fed
 
 
@@ -114,71 +115,83 @@ class Bank:
     """The Goertzel bank: frame products of a stream, for blocks of any size.
 
     Frame m covers samples [m * HOP, m * HOP + WINDOW). Per frame it gives 22 numbers
-    (real and imaginary Goertzel outputs of the 8 tones, 6 polynomial coefficients) and
-    the Hann-weighted power.
+    (the Goertzel outputs of the 8 tones as interleaved real and imaginary parts, so that
+    they read as complex numbers, then 6 polynomial coefficients) and the Hann-weighted
+    power.
+
+    A matrix product's rounding depends on its shape, so frames are always computed in
+    groups of `GROUP`, one (GROUP, WINDOW) product each, at fixed places in the stream:
+    every frame's numbers are the same however the stream was cut into blocks. The group
+    still open at the end of a block is computed padded with silence, and again once
+    complete. Groups start `LEAD` frames before the stream (on silence), so that a group
+    completes exactly at the end of a 20 ms (or 200 ms) block: no block waits 10 ms for
+    the next. Frames are given out in steps of `step` aligned with the groups (the
+    receiver: 8, fewer and larger steps; the masker: 1, no waiting).
     """
 
-    def __init__(self, group: int = 8) -> None:
+    GROUP = 8
+    LEAD = (WINDOW - HOP) // HOP  # a frame is complete WINDOW - HOP samples after its hop
+
+    def __init__(self, step: int) -> None:
         w = _window()
         self.wsum = float(w.sum())
         n = np.arange(WINDOW)
         self.omega = 2 * np.pi * TONES / RATE
-        cos = w[:, None] * np.cos(n[:, None] * self.omega[None, :])
-        sin = -w[:, None] * np.sin(n[:, None] * self.omega[None, :])
+        tones = w[:, None] * np.exp(-1j * n[:, None] * self.omega[None, :])
         weight = w / self.wsum
         # A weighted orthonormal polynomial basis: its coefficients' squares sum to its power.
         t = (n - (WINDOW - 1) / 2) / (WINDOW / 2)
         v = np.vander(t, _POLY, increasing=True)
         _, r = np.linalg.qr(np.sqrt(weight)[:, None] * v)
         poly = weight[:, None] * (v @ np.linalg.inv(r))
-        self.basis = np.hstack([cos, sin, poly]).astype(np.float32)
+        self.basis = np.hstack([tones.view(np.float64), poly]).astype(np.float32)
         self.weight = weight.astype(np.float32)
-        self.group = group
-        self.tail = np.zeros(0, dtype=np.float32)
-        self.next = 0  # index of the next frame
+        self.step = step
+        # Frames are counted from the first group's start here, LEAD before the stream's.
+        self.tail = np.zeros(self.LEAD * HOP, dtype=np.float32)  # samples from `start` on
+        self.start = 0  # the first frame of the group not yet complete
+        self.next = self.LEAD  # the next frame to give out
 
     @property
     def due(self) -> int:
-        """Samples needed before the next group of frames is complete."""
-        return (self.next + self.group - 1) * HOP + WINDOW
+        """Samples needed before the next `step` frames are complete."""
+        last = (self.next // self.step + 1) * self.step - 1
+        return (last - self.LEAD) * HOP + WINDOW
 
-    def process(self, pieces: list[Array32]) -> tuple[int, Array32, Array32]:
-        """(index of the first new frame, frame products, frame powers) for new samples.
-
-        Frames are computed in groups of `group`, aligned on the first sample: a matrix
-        product's rounding depends on its shape, and this keeps every frame's numbers the
-        same however the stream was cut into blocks."""
-        if self.tail.size:
-            buf = np.concatenate([self.tail, *pieces])
-        else:
-            buf = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        g = self.group
-        count = (buf.size - WINDOW) // HOP + 1 if buf.size >= WINDOW else 0
-        count -= count % g
-        first = self.next
-        if count <= 0:
-            self.tail = buf
-            return first, np.zeros((0, _COLS), np.float32), np.zeros(0, np.float32)
-        step = HOP * 4
-        if count == g:  # the streaming case: one group, one plain product
-            frames = np.ndarray((g, WINDOW), np.float32, buf, 0, (step, 4)).copy()
-            self.tail = buf[count * HOP :]
-            self.next = first + count
-            return first, np.dot(frames, self.basis), np.dot(frames * frames, self.weight)
+    def process(self, pieces: list[NDArray[np.floating]]) -> tuple[int, Array32, Array32]:
+        """(index of the first new frame, frame products, frame powers) for new samples."""
+        g, first = self.GROUP, self.next - self.LEAD
+        size = self.tail.size + sum(x.size for x in pieces)
+        have = (size - WINDOW) // HOP + 1 if size >= WINDOW else 0  # frames from `start`
+        skip = self.next - self.start  # frames of the open group already given out
+        have -= have % self.step
+        if have <= skip:
+            self.tail = np.concatenate((self.tail, *pieces), dtype=np.float32)
+            return first, _NO_FRAMES, _NO_POWERS
+        groups = -(-have // g)
+        pad = max(0, (groups * g - 1) * HOP + WINDOW - size)  # the open group: silence
+        buf = np.concatenate((self.tail, *pieces, _SILENCE[:pad]), dtype=np.float32)
         ys, ps = [], []
-        for start in range(0, count, _CHUNK):
-            k = min(_CHUNK, count - start)
+        for at in range(0, groups, _CHUNK // g):  # bounded memory on whole files
+            k = min(_CHUNK // g, groups - at)
             view = np.ndarray(
-                (k // g, g, WINDOW), np.float32, buf, start * step, (g * step, step, 4)
+                (k, g, WINDOW), np.float32, buf, at * g * HOP * 4, (g * HOP * 4, HOP * 4, 4)
             )
             frames = np.ascontiguousarray(view)
-            ys.append(np.matmul(frames, self.basis).reshape(k, _COLS))
-            ps.append(np.matmul(frames * frames, self.weight).reshape(k))
-        self.tail = buf[count * HOP :]
-        self.next = first + count
-        if len(ys) == 1:
-            return first, ys[0], ps[0]
-        return first, np.concatenate(ys), np.concatenate(ps)
+            ys.append(np.matmul(frames, self.basis).reshape(k * g, _COLS))
+            ps.append(np.matmul(frames * frames, self.weight).reshape(k * g))
+        y = ys[0] if len(ys) == 1 else np.concatenate(ys)
+        p = ps[0] if len(ps) == 1 else np.concatenate(ps)
+        done = have - have % g  # frames in complete groups: never computed again
+        self.tail = buf[done * HOP : size]
+        self.next += have - skip
+        self.start += done
+        return first, y[skip:have], p[skip:have]
+
+
+_NO_FRAMES = np.zeros((0, _COLS), np.float32)
+_NO_POWERS = np.zeros(0, np.float32)
+_SILENCE = np.zeros(Bank.GROUP * HOP + WINDOW, np.float32)
 
 
 class _Tones:
@@ -201,92 +214,101 @@ class _Tones:
         c = 2 * th.purity / (self.scale * self.scale)
         level = (self.floor * r / self.scale) ** 2
         g = np.zeros((_COLS, 3))
-        g[:4, 0] = g[8:12, 0] = 1 / level[:4]
-        g[4:8, 1] = g[12:16, 1] = 1 / level[4:]
-        g[:8, 2] = g[8:16, 2] = 1 / (c * r * r)
+        g[0:8:2, 0] = g[1:8:2, 0] = 1 / level[:4]
+        g[8:16:2, 1] = g[9:16:2, 1] = 1 / level[4:]
+        g[0:16:2, 2] = g[1:16:2, 2] = 1 / (c * r * r)
         g[16:, 2] = 1.0
         self.gate_matrix = g.astype(np.float32)
 
-    def gate(self, y: Array32, p: Array32) -> NDArray[np.bool_]:
+    def gate(self, y: Array32, p: Array32) -> NDArray[np.intp] | None:
+        """The frames that pass the gate (None if none does)."""
         t = np.dot(y * y, self.gate_matrix)
-        passes: NDArray[np.bool_] = (t[:, 2] >= p) & (np.minimum(t[:, 0], t[:, 1]) >= 1.0)
-        return passes
+        passes = t[:, 2] >= p  # the power bound: what speech fails most often
+        if not np.count_nonzero(passes):  # (the cheapest test of all: this runs per block)
+            return None
+        passes &= np.minimum(t[:, 0], t[:, 1]) >= 1.0
+        at = passes.nonzero()[0]
+        return at if at.size else None
 
     def tone(self, y: Array, prev: Array, k: int) -> tuple[Array, Array]:
         """Amplitude and relative frequency offset of tone k in frames `y` after `prev`."""
-        x = y[:, k] + 1j * y[:, 8 + k]
-        xp = prev[:, k] + 1j * prev[:, 8 + k]
+        x = y[:, 2 * k] + 1j * y[:, 2 * k + 1]
+        xp = prev[:, 2 * k] + 1j * prev[:, 2 * k + 1]
         offset_hz = np.angle(x * np.conj(xp) * self.rotate[k]) * (RATE / (2 * np.pi * HOP))
         amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
         return amp, offset_hz / TONES[k]
 
     def classify(self, y: Array, prev: Array, p: Array) -> NDArray[np.int64]:
-        """Each frame's digit code (row * 4 + col), or -1 where it fails the thresholds."""
-        idx = np.arange(y.shape[0])
-        mag = y[:, :8] ** 2 + y[:, 8:16] ** 2
-        row = np.argmax(mag[:, :4], axis=1)
-        col = np.argmax(mag[:, 4:], axis=1) + 4
-        facts = []
-        for k in (row, col):
-            x = y[idx, k] + 1j * y[idx, 8 + k]
-            xp = prev[idx, k] + 1j * prev[idx, 8 + k]
-            advance = np.angle(x * np.conj(xp) * self.rotate[k])
-            offset_hz = advance * (RATE / (2 * np.pi * HOP))
-            amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
-            facts.append((amp, np.abs(offset_hz / TONES[k])))
-        (low, off_low), (high, off_high) = facts
-        power = p - np.sum(y[:, 16:] ** 2, axis=1)
+        """Each frame's digit code (row * 4 + col), or -1 where it fails the thresholds.
+
+        All frames and both tones at once, in few numpy calls: this runs on every block
+        where a frame passes the gate (speech does, often)."""
+        n = y.shape[0]
+        sq = y[:, :16] * y[:, :16]
+        mag = sq[:, 0::2] + sq[:, 1::2]
+        pick = mag.reshape(n, 2, 4).argmax(axis=2) + _LOW_HIGH  # the row and column tones
+        at = pick + np.arange(0, 11 * n, 11)[:, None]  # in the complex view of `y`
+        x = y.view(np.complex128).ravel()[at]
+        xp = prev.view(np.complex128).ravel()[at]
+        w = x * np.conj(xp) * self.rotate[pick]
+        offset_hz = np.arctan2(w.imag, w.real) * (RATE / (2 * np.pi * HOP))
+        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
+        power = p - np.add.reduce(y[:, 16:] ** 2, axis=1)
         th = self.th
-        ok = (low >= self.floor) & (high >= self.floor)
+        low, high = amp[:, 0], amp[:, 1]
+        ok = np.minimum(low, high) >= self.floor
         ok &= 0.5 * (low * low + high * high) >= th.purity * power
-        ok &= (off_low <= th.frame_offset) & (off_high <= th.frame_offset)
+        ok &= np.maximum.reduce(np.abs(offset_hz / TONES[pick]), axis=1) <= th.frame_offset
         twist = high / np.maximum(low, 1e-30)
         ok &= (twist >= self.twist[0]) & (twist <= self.twist[1])
-        return np.where(ok, row * 4 + col - 4, -1)
+        return np.where(ok, pick[:, 0] * 4 + pick[:, 1] - 4, -1)
+
+
+_LOW_HIGH = np.array([0, 4])
 
 
 class _Analyser:
     """Bank + gate + classification: per-frame digit codes with the products behind them."""
 
-    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, group: int = 8) -> None:
-        self.bank = Bank(group)
+    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, step: int) -> None:
+        self.bank = Bank(step)
         self.tones = _Tones(self.bank, th, dbm0_at_full_scale)
-        self._chunks: list[tuple[int, Array32, Array32]] = []
+        self._chunks: list[tuple[int, Array32]] = []
         self._start = 0  # the first frame the history must keep
 
     def analyse(
-        self, pieces: list[Array32], keep_from: int | None
+        self, pieces: list[NDArray[np.floating]], keep_from: int | None
     ) -> tuple[int, int, NDArray[np.int64] | None]:
         """(first new frame, frame count, codes) for new samples; codes is None when no
         frame passes the gate. Products from `keep_from` on (or the last few) are kept."""
         first, y, p = self.bank.process(pieces)
         count = y.shape[0]
+        if not count:
+            return first, 0, None
         chunks = self._chunks
-        chunks.append((first, y, p))
+        chunks.append((first, y))
         start = first - _HISTORY if keep_from is None else min(keep_from, first - _HISTORY)
         while len(chunks) > 1 and chunks[1][0] <= start:
             del chunks[0]
         self._start = start
-        cand = self.tones.gate(y, p) if count else None
-        if cand is None or not cand.any():
+        at = self.tones.gate(y, p)
+        if at is None:
             return first, count, None
-        h_first, h_y, h_p = self.history()
-        at = np.flatnonzero(cand)
+        h_first, h_y = self.history()
         rows = at + (first - h_first)
         prev = np.maximum(rows - 1, 0)
         codes = np.full(count, -1, dtype=np.int64)
         y64, yp = h_y[rows].astype(np.float64), h_y[prev].astype(np.float64)
-        codes[at] = self.tones.classify(y64, yp, h_p[rows].astype(np.float64))
+        codes[at] = self.tones.classify(y64, yp, p[at].astype(np.float64))
         return first, count, codes
 
-    def history(self) -> tuple[int, Array32, Array32]:
-        """(first frame, products, powers) of the frames kept."""
+    def history(self) -> tuple[int, Array32]:
+        """(first frame, products) of the frames kept."""
         if len(self._chunks) > 1:
-            first, y0, p0 = self._chunks[0]
+            first, y0 = self._chunks[0]
             cut = max(0, self._start - first)
             y = np.concatenate([y0[cut:]] + [c[1] for c in self._chunks[1:]])
-            p = np.concatenate([p0[cut:]] + [c[2] for c in self._chunks[1:]])
-            self._chunks = [(first + cut, y, p)]
+            self._chunks = [(first + cut, y)]
         return self._chunks[0]
 
 
@@ -354,11 +376,12 @@ class _Segmenter:
             return None
         code = self.code
         row, col = code // 4, 4 + code % 4
-        base, h_y, _ = an.history()
+        base, h_y = an.history()
         y = h_y[: before - base].astype(np.float64)
         sel = np.asarray(self.passing) - base
         scale = an.tones.scale
-        track = scale * (np.hypot(y[:, row], y[:, 8 + row]) + np.hypot(y[:, col], y[:, 8 + col]))
+        z = y[:, :16].view(np.complex128)
+        track = scale * (np.abs(z[:, row]) + np.abs(z[:, col]))
         plateau = float(np.median(track[sel]))
         fall = _crossing(track, self.last - base, +1, plateau / 2)
         if fall is None:
@@ -422,7 +445,7 @@ class DtmfReceiver:
     def __init__(self, thresholds: Thresholds = STRICT, dbm0_at_full_scale: float = 3.14) -> None:
         self.thresholds = thresholds
         self.dbm0_at_full_scale = dbm0_at_full_scale
-        self._an = _Analyser(thresholds, dbm0_at_full_scale)
+        self._an = _Analyser(thresholds, dbm0_at_full_scale, step=_STEP)
         self._seg = _Segmenter(thresholds, dbm0_at_full_scale)
         self._pending: list[Array32] = []
         self._read = 0
@@ -432,29 +455,26 @@ class DtmfReceiver:
         return f"DtmfReceiver(read={self._read / RATE:.3f}s, open={self._seg.code >= 0})"
 
     def feed(self, block: ArrayLike) -> list[Digit]:
-        x = np.asarray(block, dtype=np.float32).ravel()
+        x = np.asarray(block, dtype=np.float64).ravel()
         if x.size <= _LARGE:
-            self._pending.append(x)
-            self._read += x.size
-            return self._analyse() if self._read >= self._due else []
+            return self._take(x)
         return [d for i in range(0, x.size, _LARGE) for d in self._take(x[i : i + _LARGE])]
 
-    def _take(self, x: Array32) -> list[Digit]:
-        self._pending.append(x)
+    def _take(self, x: NDArray[np.float64]) -> list[Digit]:
         self._read += x.size
         if self._read < self._due:
+            self._pending.append(x.astype(np.float32))  # a copy: the caller may reuse `x`
             return []
-        return self._analyse()
+        return self._analyse(x)
 
     def flush(self) -> list[Digit]:
         """Digits still open at the end of the stream (the last frames padded with silence)."""
-        pad = WINDOW + (self.thresholds.bridge_frames + 2 + self._an.bank.group) * HOP
-        self._pending.append(np.zeros(pad, np.float32))
-        found = self._analyse()
+        pad = WINDOW + (self.thresholds.bridge_frames + 2 + _STEP) * HOP
+        found = self._analyse(np.zeros(pad, np.float32))
         return found + (self._seg.close(self._an, self._read) if self._seg.code >= 0 else [])
 
-    def _analyse(self) -> list[Digit]:
-        pieces, self._pending = self._pending, []
+    def _analyse(self, x: NDArray[np.floating]) -> list[Digit]:
+        pieces, self._pending = [*self._pending, x], []
         first, count, codes = self._an.analyse(pieces, self._seg.open_from)
         self._due = self._an.bank.due
         if codes is None and self._seg.code < 0:
@@ -497,7 +517,7 @@ class DtmfMasker:
     """The look-behind: how late the output is, in samples."""
 
     def __init__(self, thresholds: Thresholds = MASK, dbm0_at_full_scale: float = 3.14) -> None:
-        self._an = _Analyser(thresholds, dbm0_at_full_scale, group=1)
+        self._an = _Analyser(thresholds, dbm0_at_full_scale, step=1)
         self._delay = np.zeros(self.DELAY)  # input not yet sent out; starts as silence
         self._sent = -self.DELAY  # absolute index of _delay[0]
         self._blank: list[list[int]] = []  # open intervals [start, end) in input samples
@@ -509,7 +529,7 @@ class DtmfMasker:
     def feed(self, block: ArrayLike) -> tuple[Array, list[Span]]:
         """(the next samples out, spans that closed); as many samples out as in."""
         x = np.asarray(block, dtype=np.float64).ravel()
-        first, count, codes = self._an.analyse([x.astype(np.float32)], None)
+        first, count, codes = self._an.analyse([x], None)
         if codes is not None:
             prev = np.concatenate(([self._last_code], codes[:-1]))
             for k in np.flatnonzero((codes >= 0) & (codes == prev)).tolist():
@@ -532,7 +552,7 @@ class DtmfMasker:
             self._blank.append([start, end])
 
     def _emit(self, buf: Array, n: int) -> tuple[Array, list[Span]]:
-        out = buf[:n].copy()
+        out = buf[:n]  # `buf` is ours: `out` and the new delay line do not overlap
         lo, hi = self._sent, self._sent + n
         spans = []
         for interval in list(self._blank):

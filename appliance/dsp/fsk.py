@@ -183,10 +183,10 @@ class _Burst:
     mark_e: float  # carrier power during the steady mark
     levels: tuple[float, float, float, float] = (1.0, 0.0, 1.0, 0.0)
     """Energy of the space tone when on and off, of the mark tone when on and off."""
-    space_on: list[float] = field(default_factory=list)
-    space_off: list[float] = field(default_factory=list)
-    mark_on: list[float] = field(default_factory=list)
-    mark_off: list[float] = field(default_factory=list)
+    sums: list[float] = field(default_factory=lambda: [0.0] * 4)
+    """Sums of the energies seen so far, in the order of `levels` (running means: a long
+    message costs no more per character than a short one)."""
+    counts: list[int] = field(default_factory=lambda: [0] * 4)
     dec: _Decisions | None = None
     data: bytearray = field(default_factory=bytearray)
     last: float = 0.0  # leading edge of the last character read
@@ -376,17 +376,21 @@ class FskReceiver:
         lo = int(edge) - dec.start
         inside = slice(lo + width // 2 + 1, lo + int(2 * BIT) - width // 2 + 1)
         mark = slice(max(run_start, stop - MIN_MARK) - dec.start, stop - dec.start)
-        burst.space_on = [float(x) for x in dec.space[inside]]
-        burst.mark_on = [float(np.median(dec.mark[mark]))]
-        burst.space_off = [float(np.median(dec.space[mark]))]
-        burst.mark_off = [float(x) for x in dec.mark[inside]]
-        if not burst.space_on:
+        first_space, first_mark = dec.space[inside], dec.mark[inside]
+        if not first_space.size:
             return False
+        burst.sums = [
+            float(np.sum(first_space)),
+            float(np.median(dec.space[mark])),
+            float(np.median(dec.mark[mark])),
+            float(np.sum(first_mark)),
+        ]
+        burst.counts = [first_space.size, 1, 1, first_mark.size]
         burst.levels = (
-            float(np.mean(burst.space_on)),
-            float(np.mean(burst.space_off)),
-            float(np.mean(burst.mark_on)),
-            float(np.mean(burst.mark_off)),
+            burst.sums[0] / burst.counts[0],
+            burst.sums[1],
+            burst.sums[2],
+            burst.sums[3] / burst.counts[3],
         )
         space_on, space_off, mark_on, mark_off = burst.levels
         if space_on <= 2 * space_off or mark_on <= 2 * mark_off:
@@ -443,18 +447,16 @@ class FskReceiver:
         at = np.round(centres).astype(np.int64) - dec.start
         inner = (space[1:-1] == space[:-2]) & (space[1:-1] == space[2:])
         where = {tone: at[1:-1][inner & (space[1:-1] == tone)] for tone in (True, False)}
-        learned = []
-        for energy, tone, seen in (
-            (dec.space, True, burst.space_on),
-            (dec.space, False, burst.space_off),
-            (dec.mark, False, burst.mark_on),
-            (dec.mark, True, burst.mark_off),
+        sums, counts = list(burst.sums), list(burst.counts)
+        for i, (energy, tone) in enumerate(
+            ((dec.space, True), (dec.space, False), (dec.mark, False), (dec.mark, True))
         ):
-            new = [float(x) for x in energy[where[tone]]]
-            learned.append(seen + new)
-            if commit:
-                seen += new
-        space_on, space_off, mark_on, mark_off = (float(np.mean(x)) for x in learned)
+            new = energy[where[tone]]
+            sums[i] += float(np.sum(new))
+            counts[i] += new.size
+        if commit:
+            burst.sums, burst.counts = sums, counts
+        space_on, space_off, mark_on, mark_off = (a / n for a, n in zip(sums, counts, strict=True))
         if space_on > space_off and mark_on > mark_off:
             burst.levels = (space_on, space_off, mark_on, mark_off)
 

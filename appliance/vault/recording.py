@@ -50,7 +50,7 @@ import hashlib
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol
@@ -287,6 +287,10 @@ class RecordingWriter:
             self._sealed = _Sealed(self._create(self._partial))
             self._stream = StreamWriter(self._sealed, recipients)
             self._stream.write(AU_HEADER)
+            # The plaintext since the last journal record (what the next one carries, less
+            # what a sealed chunk holds by then), from payload offset `_recent_from` on.
+            self._recent = bytearray(AU_HEADER)
+            self._recent_from = 0
             self._sealed.file.fsync()
             binding = hashlib.sha256(self._sealed.preamble).digest()
             journal = self._create(self._journal_path)
@@ -313,44 +317,45 @@ class RecordingWriter:
         """Append µ-law bytes; returns once all but the last `journal_every` s are durable."""
         if self._done:
             raise VaultError("the recording is already closed or discarded")
-        with self._stop_on_disk_error():
+        try:  # (no context manager: this runs for every block of every call)
             self._stream.write(mulaw)  # each sealed chunk is fsynced as it is written
+            self._recent += mulaw
             self._audio += len(mulaw)
             self._journaled = max(self._journaled, self._stream.sealed_chunks * CHUNK)
             if self._stream.plaintext_bytes - self._journaled >= self._journal_bytes:
                 self._append_journal()
+        except OSError as exc:
+            raise self._stopped(exc) from exc
 
     def sync(self) -> None:
         """Make everything written so far durable now (a journal record), e.g. on a pause."""
         if not self._done:
-            with self._stop_on_disk_error():
+            try:
                 self._append_journal()
+            except OSError as exc:
+                raise self._stopped(exc) from exc
 
     def _append_journal(self) -> None:
         total = self._stream.plaintext_bytes
         if total == self._journaled:
             return
-        sealed_end = self._stream.sealed_chunks * CHUNK
-        start = max(self._journaled, sealed_end)
-        self._journal.append(start, self._stream.pending[start - sealed_end :])
-        self._journaled = total
+        start = max(self._journaled, self._stream.sealed_chunks * CHUNK)
+        self._journal.append(start, bytes(self._recent[start - self._recent_from :]))
+        self._recent.clear()
+        self._recent_from = self._journaled = total
 
-    @contextlib.contextmanager
-    def _stop_on_disk_error(self) -> Iterator[None]:
+    def _stopped(self, exc: OSError) -> VaultError:
         """A full or failing disk stops this recording cleanly: the files stay as a power
         cut would leave them, recoverable up to the last durable second, and nothing
-        already stored is touched."""
-        try:
-            yield
-        except OSError as exc:
-            self._done = True
-            self._close_files()
-            if exc.errno == errno.ENOSPC:
-                raise DiskFullError(
-                    "the disk is full: the recording stopped",
-                    hint="what was written is recovered after login; free space or lower retention",
-                ) from exc
-            raise VaultError(f"cannot write the recording: {exc}") from exc
+        already stored is touched. Returns the error to raise."""
+        self._done = True
+        self._close_files()
+        if exc.errno == errno.ENOSPC:
+            return DiskFullError(
+                "the disk is full: the recording stopped",
+                hint="what was written is recovered after login; free space or lower retention",
+            )
+        return VaultError(f"cannot write the recording: {exc}")
 
     def close(self) -> Finished:
         """Seal the last chunk, fsync, rename to `<call_id>.age`, fsync the directory."""
