@@ -40,8 +40,13 @@ bench: $(STAMP) bench-packages
 
 # Issue 10's long campaigns (power cuts, a day of calls, faults, line glitches, fuzzing):
 # under 30 minutes here, non-zero on any failure. `make test` runs a short form of each.
+# Issue 10's campaigns at full size; `make torture-power_loss ARGS="--size 200"` runs one
+# (any module of bench/torture/ with its own arguments). `-m` from here: no PYTHONPATH.
 torture: $(STAMP)
-	PYTHONPATH=. $(BIN)/python -m bench.torture.run_all
+	$(BIN)/python -m bench.torture.run_all
+
+torture-%: $(STAMP)
+	$(BIN)/python -m bench.torture.$* $(ARGS)
 
 # The SD card image's smoke test (slow, separate from `make test`; needs root): see
 # image-build/README.md. The debootstrapped root is cached in .image-cache/.

@@ -472,7 +472,8 @@ class Recorder:
 
     def _write(self, block: NDArray[np.float64]) -> None:
         recording = self._recording
-        assert recording is not None
+        if recording is None:  # the disk filled up earlier in this same batch
+            return
         try:
             recording.writer.write(ulaw_encode(block).tobytes())
         except DiskFullError as exc:

@@ -99,7 +99,7 @@ def sealed_audio_seconds(path: Path) -> float | None:
         return None
     chunks = max(1, -(-sealed // SEALED_CHUNK))
     audio = sealed - TAG * chunks - len(AU_HEADER)
-    return round(audio / RATE, 3) if audio >= 0 else None
+    return audio / RATE if audio >= 0 else None
 
 
 def _partial(folder: Path, call_id: str) -> Path:

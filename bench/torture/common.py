@@ -232,7 +232,7 @@ def check_folder(box: Box, seen: Checked, result: Result, where: str) -> None:
         if stored is None or abs(stored - len(audio) / 8000) > 1 / 8000:
             result.fail(
                 f"{where}: {call_id}: its row says {stored} s of audio, "
-                f"the file holds {len(audio) / 8000:.3f} s"
+                f"the file holds {len(audio) / 8000} s ({len(audio)} samples)"
             )
     orphans = sorted(set(files) - pointed)
     if orphans:

@@ -84,23 +84,28 @@ class DayBoard:
         return self.board.initial_levels()
 
     def read(self) -> Frame | None:
-        frame = self.board.read()
+        # The capture thread reads while the recorder's thread plays: under one lock, as a
+        # codec's counters are, so what `play` answers never falls between a frame's taking
+        # the queued playback and its advancing the board's time.
+        with self._lock:
+            frame = self.board.read()
         while frame is None:
             if not self._texts:
                 return None
-            self._offset += self.board.script.duration
             following = self._open()
-            with self._lock:
+            with self._lock:  # play() maps the batch's time to the day's under this lock
+                self._offset += self.board.script.duration
                 self.board.close()
                 self.board = following
-            frame = self.board.read()
+                frame = self.board.read()
         self.frames += 1
         edges = tuple(dataclasses.replace(e, t=e.t + self._offset) for e in frame.edges)
         return Frame(frame.t + self._offset, frame.audio, edges)
 
     def play(self, samples: NDArray[np.float64]) -> float:
+        """Queue `samples`; the day's time they start on the line (the batch's + offset)."""
         with self._lock:
-            return self.board.play(samples)
+            return self._offset + self.board.play(samples)
 
     def set_led(self, name: str, on: bool) -> None:
         with self._lock:

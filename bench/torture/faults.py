@@ -14,6 +14,7 @@ import random
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -232,9 +233,16 @@ def run(size: int = 10, seed: int = 1) -> Result:
         box = Box.make(Path(folder))
         seen = Checked()
         for n in range(size):
-            disk_full(box, rng, seen, result, n)
-            read_only(box, rng, seen, result, n)
-            device_vanishes(box, rng, seen, result, n)
+            for fault in (disk_full, read_only, device_vanishes):
+                try:
+                    fault(box, rng, seen, result, n)
+                except Exception as exc:  # the recorder crashed: a finding; systemd restarts it
+                    frame = traceback.extract_tb(exc.__traceback__)[-1]
+                    where = f"{Path(frame.filename).name}:{frame.lineno}"
+                    name = fault.__name__.replace("_", " ")
+                    result.fail(f"{name} {n}: the recorder crashed: {exc!r} at {where}")
+                    restart(box)
+                    check_folder(box, seen, result, f"{name} {n}, after the crash")
         deleted = clock_jumps(box, rng, result, 50 * size)
         check_folder(box, seen, result, "at the end")
         calls = len(_rows(box))

@@ -5,7 +5,8 @@ input and button, at random times while the line is idle and during calls, added
 simulated board's edges; the production recorder must see exactly the line events and
 calls it sees without them (no spurious call, no missed hang-up). Pulses are kept clear
 of the real edges of the same input (which have their own contact bounce), and patterns
-on the ring input are shorter than a ring burst is accepted (100 ms).
+on the ring input are shorter than a ring burst is accepted (100 ms) and kept apart from
+one another by more than the ring envelope's hold (100 ms), so no two join into a burst.
 
 Audio: clipped, silent, DC-offset, humming and white-noise audio at full scale on the line
 through an opt-in call's consent window: no crash and no consent (never "granted").
@@ -32,7 +33,7 @@ from appliance.vault import keys
 from appliance.vault.catalog import Catalog
 from bench.torture.common import Box, Result, main
 
-PATTERNS_PER_RUN = 250
+PATTERNS_PER_RUN = 500  # over the ~70 s of CALLS: dense, and half the runs of 250
 CALLS = (
     "country US\nwait 5\nring 2\nwait 1\noffhook\nwait 1.5\npress 1\nspeech 8\nonhook\nwait 5\n"
     "offhook\nwait 1\ndial 5551234\nwait 6\nanswer\nwait 1.5\npress 1\nspeech 6\n"
@@ -72,12 +73,21 @@ def glitched(script: LineScript, rng: random.Random, patterns: int, debounce: fl
             continue
         level = levels[i]
         at = t
+        pattern: list[Edge] = []
         for _ in range(rng.randint(1, 4)):
             width = rng.uniform(0.0005, debounce * 0.75)
             if at + width - t > span_max:
                 break
-            extra += [Edge(at, name, not level), Edge(at + width, name, level)]
+            pattern += [Edge(at, name, not level), Edge(at + width, name, level)]
             at += width + rng.uniform(0.001, 0.03)
+        # The next pattern keeps clear of this one as of a real edge: pulses on the ring
+        # input that keep coming for ring_min_burst, each within ring_hold of the last, ARE
+        # a ring burst (defaults.toml), so two patterns must not join into one.
+        for edge in pattern:
+            k = bisect.bisect_right(times, edge.t)
+            times.insert(k, edge.t)
+            levels.insert(k, edge.level)
+        extra += pattern
         placed += 1
     edges = sorted((*script.edges, *extra), key=lambda e: e.t)
     return dataclasses.replace(script, edges=tuple(edges))

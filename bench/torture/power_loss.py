@@ -17,10 +17,25 @@ mid-transaction). What survives is what a power cut leaves:
   durable when it returns: they fsync).
 
 After each cut the box starts again: start-up reconciliation, then recovery of the
-interrupted recording with the owner's recovery identity, and its loss measured against
-what the recorder had handed to the writer; the next call must be recorded; then every
-finished recording must open with Debian's `age -d -i`, the catalog and its audit chain
-must verify (and keep every entry seen before), and no file may be left half-made.
+interrupted recording with the owner's recovery identity, and its loss measured; the next
+call must be recorded; then every finished recording must open with Debian's `age -d -i`,
+the catalog and its audit chain must verify (and keep every entry seen before), and no
+file may be left half-made. At the cut everything stops: the recorder reads no further
+frame, and what it held in memory is gone.
+
+The loss is measured twice:
+
+- the vault's: of the audio whose `write()` had returned before the cut, less than the
+  journal interval (`DEFAULT_JOURNAL_EVERY`, 1 s) may be missing, and nothing may be
+  recovered that the writer was never handed;
+- the user's: the recording's audio as it was on the line (board time, from the
+  recording's first sample to the cut, or to its end when it had stopped) against what
+  the recovered file holds. Nothing that had been on the line, and consented, for more
+  than `LOSS_BOUND` before the cut may be missing: the journal interval, plus one calm
+  block (`CALM_BLOCK`, 1 s: the recorder hands the writer audio a block at a time, and a
+  block still being gathered or being written when the power goes is lost), plus the
+  DTMF masker's look-behind (`DtmfMasker.DELAY`, 40 ms). Audio held before consent is
+  counted from the moment recording started (it may not be written earlier).
 
     .venv/bin/python -m bench.torture.power_loss [--size CUTS] [--seed S]
 """
@@ -37,18 +52,19 @@ from typing import Any
 from unittest import mock
 
 from appliance.board import Frame
-from appliance.board.sim import SimBoard
+from appliance.board.sim import BLOCK, SimBoard
 from appliance.call import machine as m
 from appliance.call.announce import load_announcement
 from appliance.dsp import RATE
+from appliance.dsp.dtmf import DtmfMasker
 from appliance.events import OffHook
-from appliance.recorder.recorder import Recorder
+from appliance.recorder.recorder import CALM_BLOCK, Recorder, _Recording
 from appliance.scenario.power import CrashDisk, PowerCut
 from appliance.vault import keys
 from appliance.vault.calls import recover_interrupted
 from appliance.vault.catalog import Catalog
 from appliance.vault.reconcile import reconcile
-from appliance.vault.recording import RecordingWriter
+from appliance.vault.recording import DEFAULT_JOURNAL_EVERY, RecordingWriter
 from appliance.vault.retention import RetentionPolicy, run_retention
 from bench.torture.common import (
     Box,
@@ -57,12 +73,17 @@ from bench.torture.common import (
     check_folder,
     consented_call,
     main,
+    run_call,
     stock_age_audio,
 )
 
 STAGES = ("announcement", "consent", "recording", "finalising", "retention", "key-rotation")
 KEEP_FILES = 4  # retention keeps the disk to this many recordings ("disk space")
 CONSENT_PRESS_AT = 6.0  # seconds after off-hook: after the announcement, in the window
+JOURNAL = DEFAULT_JOURNAL_EVERY  # seconds: the vault's bound, of what write() had returned
+CALM = CALM_BLOCK * BLOCK / RATE  # seconds: the recorder's block while recording
+LOSS_BOUND = JOURNAL + CALM + DtmfMasker.DELAY / RATE  # seconds: the user's bound
+SAMPLE = 1 / RATE
 
 
 class Power:
@@ -154,13 +175,24 @@ def _cut_text(stage: str, rng: random.Random) -> tuple[str, str]:
 
 
 class _Recorder(Recorder):
-    """The production recorder, telling the campaign when a call's record is stored."""
+    """The production recorder, telling the campaign when a call's record is stored, and
+    which recording it writes and how much of it `write()` had returned."""
 
     ended: Callable[[], None] = staticmethod(lambda: None)
+    current: _Recording | None = None
+    returned = 0.0  # seconds of audio whose write() had returned
 
     def _end_call(self, record: m.CallRecord) -> None:
         super()._end_call(record)
         self.ended()
+
+    def _write(self, block: Any) -> None:
+        recording = self._recording
+        if recording is not None and recording is not self.current:
+            self.current, self.returned = recording, 0.0
+        super()._write(block)
+        if recording is not None:
+            self.returned = recording.writer.audio_seconds
 
 
 class Cycle:
@@ -171,9 +203,13 @@ class Cycle:
         self.power = Power()
         self.disk = PowerDisk(self.power)
         self.profile, self.text = _cut_text(stage, rng)
-        self.recorder: Recorder | None = None
+        self.recorder: _Recorder | None = None
         self.writer: RecordingWriter | None = None
         self.call_id: str | None = None
+        self.read_until = 0.0  # board time: the end of the last frame read
+        self.cut_board: float | None = None  # board time of the cut
+        self.started_at: float | None = None  # board time recording started (consent)
+        self.open_at_cut = False  # the recording was still being written at the cut
         self.where = "none"  # where the cut fell, in words
         self.on = "nothing"  # what it fell on: a disk operation, a statement, between blocks
         self.speech = float(self.text.split("speech ")[1].split()[0])
@@ -192,8 +228,10 @@ class Cycle:
         elif isinstance(item, m.PlaybackFinished) and self.stage == "consent":
             end = self._offhook + CONSENT_PRESS_AT + 0.25  # the decision, after the tone
             self.power.cut_time = self.rng.uniform(t, end)
-        elif isinstance(item, m.StartRecording) and self.stage == "recording":
-            self.power.cut_time = t + self.rng.uniform(0.0, self.speech)
+        elif isinstance(item, m.StartRecording):
+            self.started_at = t
+            if self.stage == "recording":
+                self.power.cut_time = t + self.rng.uniform(0.0, self.speech)
         elif isinstance(item, m.StopRecording):
             self.counted["before-finalising"] = self.power.ops
             if self.stage == "finalising":
@@ -205,10 +243,8 @@ class Cycle:
 
     def _reader(self, board: SimBoard) -> Callable[[], Frame | None]:
         def read() -> Frame | None:
-            recorder = self.recorder
-            if recorder is not None and recorder._recording is not None:
-                self.writer = recorder._recording.writer
-                self.call_id = recorder._recording.call_id
+            if self.power.cut:  # the power went during the last block: nothing more
+                raise PowerCut
             frame = board.read()
             cut_time = self.power.cut_time
             if frame is not None and cut_time is not None and frame.end > cut_time:
@@ -216,9 +252,14 @@ class Cycle:
                 if self.stage == "recording" and self.rng.random() < 0.5:
                     self.power.arm(self.rng.randrange(4))  # on one of the next operations
                 else:
-                    self.power.cut = True  # between two blocks
+                    # between two blocks: the frames gathered for the block in hand are
+                    # lost with the memory, and the recorder reads nothing more
+                    self.power.cut = True
+                    self.cut_board = cut_time
                     self.where, self.on = self._phase(), "between blocks"
-                    return None
+                    raise PowerCut
+            if frame is not None:
+                self.read_until = frame.end
             return frame
 
         return read
@@ -247,6 +288,13 @@ class Cycle:
                 self.on = "disk operation" if isinstance(exc, PowerCut) else "catalog statement"
         finally:
             if self.power.cut:
+                if self.cut_board is None:  # on an operation, while the block in hand
+                    self.cut_board = self.read_until
+                recorder = self.recorder
+                if recorder is not None and recorder.current is not None:
+                    self.writer = recorder.current.writer
+                    self.call_id = recorder.current.call_id
+                    self.open_at_cut = recorder._recording is recorder.current
                 self.disk.crash()
 
     def _call(self) -> None:
@@ -346,7 +394,7 @@ def run(size: int = 200, seed: int = 1) -> Result:
     """`size` power cuts (at least), one stage after another."""
     result = Result("power loss")
     rng = random.Random(seed)
-    losses: list[float] = []
+    losses: list[Loss] = []
     where: dict[str, int] = {}
     on: dict[str, int] = {}
     cuts = cycles = nexts = recovered_count = 0
@@ -368,12 +416,10 @@ def run(size: int = 200, seed: int = 1) -> Result:
             recovered = restart(box)
             recovered_count += len(recovered)
             if cycle.call_id in recovered and cycle.writer is not None:
-                lost = _loss(box, cycle, result, tag)
-                if lost is not None:
-                    losses.append(lost)
+                loss = _loss(box, cycle, result, tag)
+                if loss is not None:
+                    losses.append(loss)
             before = _finished_ids(box)
-            from bench.torture.common import run_call
-
             run_call(box, consented_call(2.0))
             nexts += _check_next_call(box, before, result, tag)
             check_folder(box, seen, result, tag)
@@ -384,8 +430,15 @@ def run(size: int = 200, seed: int = 1) -> Result:
         "cuts by what they fell on": ", ".join(f"{k} {v}" for k, v in sorted(on.items())),
         "recordings recovered": recovered_count,
         "recordings interrupted (loss measured)": len(losses),
-        "audio lost per cut, max (s)": max(losses, default=0.0),
-        "audio lost per cut, mean (s)": sum(losses) / len(losses) if losses else 0.0,
+        "audio lost per cut, max (s)": max((x.lost for x in losses), default=0.0),
+        "audio lost per cut, mean (s)": sum(x.lost for x in losses) / len(losses)
+        if losses
+        else 0.0,
+        "bound on audio lost (s)": LOSS_BOUND,
+        "audio lost older than the bound, total (s)": sum(x.overdue for x in losses),
+        "of what write() had returned, lost per cut, max (s)": max(
+            (x.vault for x in losses), default=0.0
+        ),
         "next call recorded after the cut": nexts,
     }
     if cuts < size:
@@ -395,27 +448,62 @@ def run(size: int = 200, seed: int = 1) -> Result:
     return result
 
 
-def _loss(box: Box, cycle: Cycle, result: Result, tag: str) -> float | None:
-    """Seconds the recorder had handed to the writer that the recovered file lacks."""
+class Loss:
+    """One interrupted recording's loss, in seconds."""
+
+    def __init__(self, line: float, kept: float, overdue: float, vault: float) -> None:
+        self.line = line  # the recording's audio on the line before the cut
+        self.kept = kept  # what the recovered file holds
+        self.overdue = overdue  # missing although on the line longer than LOSS_BOUND
+        self.vault = vault  # missing of what write() had returned
+
+    @property
+    def lost(self) -> float:
+        return max(0.0, self.line - self.kept)
+
+
+def _loss(box: Box, cycle: Cycle, result: Result, tag: str) -> Loss | None:
+    """What the recovered file lacks: of what the writer's `write()` had returned (the
+    vault's bound, `JOURNAL`), and of what had been on the line (the user's, `LOSS_BOUND`)."""
+    recorder = cycle.recorder
     assert cycle.writer is not None and cycle.call_id is not None
+    assert recorder is not None and recorder.current is not None
+    assert cycle.cut_board is not None and cycle.started_at is not None
     handed = cycle.writer.audio_seconds
+    start = recorder.current.start
+    # the line's audio of this recording before the cut: to the cut while it was still
+    # being written, or all of it (it had ended) when the cut fell while finalising
+    line = cycle.cut_board - start if cycle.open_at_cut else handed
     with Catalog.open(box.data) as catalog:
         row = catalog.call(cycle.call_id)
     if row is None or row["file"] is None:
-        if handed > 0:
-            result.fail(f"{tag}: {cycle.call_id} had {handed:.2f} s and left no recording")
-        return handed
-    try:
-        kept = len(stock_age_audio(box.data / row["file"], box.identity_file)) / 8000
-    except ValueError as exc:
-        result.fail(f"{tag}: {exc}")
-        return None
-    if kept > handed + 0.25:
-        result.fail(f"{tag}: recovered {kept:.3f} s of {handed:.3f} s handed over")
-    lost = max(0.0, handed - kept)
-    if lost > 1.25:  # the journal: under 1 s, plus the block being written
-        result.fail(f"{tag}: {lost:.2f} s lost at the cut ({cycle.where})")
-    return lost
+        kept = 0.0
+    else:
+        try:
+            kept = len(stock_age_audio(box.data / row["file"], box.identity_file)) / RATE
+        except ValueError as exc:
+            result.fail(f"{tag}: {exc}")
+            return None
+    if kept > handed + SAMPLE:
+        result.fail(f"{tag}: recovered {kept:.4f} s of {handed:.4f} s handed over")
+    vault = max(0.0, recorder.returned - kept)
+    if vault >= JOURNAL:
+        result.fail(
+            f"{tag}: {vault:.3f} s lost of what write() had returned, not under the journal's "
+            f"{JOURNAL:g} s ({cycle.where})"
+        )
+    # a sample is due LOSS_BOUND after it was on the line and consented (recording began)
+    due_before = cycle.cut_board - LOSS_BOUND
+    overdue = 0.0
+    if cycle.started_at < due_before:
+        overdue = max(0.0, min(start + line, due_before) - (start + kept))
+    if overdue > SAMPLE:
+        result.fail(
+            f"{tag}: {overdue:.3f} s missing that had been on the line more than "
+            f"{LOSS_BOUND:g} s before the cut ({cycle.where}; {line:.3f} s on the line, "
+            f"{kept:.3f} s recovered)"
+        )
+    return Loss(line, kept, overdue, vault)
 
 
 def _finished_ids(box: Box) -> set[str]:
