@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
+import jinja2
+import jinja2.runtime
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -222,10 +224,26 @@ def _call_id(request: Request) -> str:
     return call_id
 
 
-def _when(epoch: float | None) -> str:
+@jinja2.pass_context
+def _when(context: jinja2.runtime.Context, epoch: float | None) -> str:
+    """A time in the owner's time zone (the `time_zone` setting), with the zone's name."""
     if epoch is None:
         return "-"
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    when = datetime.datetime.fromtimestamp(epoch, _zone(context["request"]))
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _zone(request: Request) -> datetime.tzinfo:
+    """The owner's time zone, read once a request; UTC when unset or unknown."""
+    zone: datetime.tzinfo | None = getattr(request.state, "zone", None)
+    if zone is None:
+        name = request.app.state.web.catalog().setting("time_zone", "UTC")
+        try:
+            zone = zoneinfo.ZoneInfo(name) if name != "UTC" else datetime.UTC
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            zone = datetime.UTC
+        request.state.zone = zone
+    return zone
 
 
 def _address(request: Request) -> str:

@@ -100,3 +100,21 @@ def test_the_time_zone_is_a_checked_setting(as_role, dataset) -> None:
     with Catalog.open(dataset.data) as catalog:
         assert catalog.setting("time_zone") == "Europe/Berlin"
     assert 'value="Europe/Berlin"' in client.get("/settings").text
+
+
+def test_pages_show_times_in_the_owners_time_zone(as_role, dataset) -> None:
+    import datetime
+    import re
+    import zoneinfo
+
+    client, _ = as_role("admin")
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+)")
+    zones = set(stamp.findall(client.get("/calls").text))
+    assert zones == {"UTC"}
+    with Catalog.open(dataset.data) as catalog:
+        catalog.set_setting("time_zone", "America/New_York", by="owner")
+        started = next(catalog.calls())["started_at"]
+    page = client.get("/calls").text
+    assert set(stamp.findall(page)) <= {"EST", "EDT"} and stamp.search(page)
+    local = datetime.datetime.fromtimestamp(started, zoneinfo.ZoneInfo("America/New_York"))
+    assert local.strftime("%Y-%m-%d %H:%M:%S %Z") in page
