@@ -480,17 +480,10 @@ class Recorder:
             # The files stay as a power cut leaves them (recoverable up to the last durable
             # second); the call goes on unrecorded and ends in this same row.
             log.error("call %s: %s", recording.call_id, exc)
-            self.catalog.update_call(
-                recording.call_id,
-                {"status": "interrupted", "reason": "disk full: recording stopped"},
-            )
+            reason = "disk full: recording stopped"
+            self.catalog.update_call(recording.call_id, {"status": "interrupted", "reason": reason})
             self._recording = None
-            self._finished = {
-                "id": recording.call_id,
-                "audio_seconds": recording.writer.audio_seconds,
-                "start": recording.start,
-                "reason": "disk full: recording stopped",
-            }
+            self._finish(recording, recording.writer.audio_seconds, reason)
             self._fault("storage", "the disk is full")
 
     # -- actions ----------------------------------------------------------------------------
@@ -573,11 +566,7 @@ class Recorder:
         if keep:
             finished = recording.writer.close()
             store_finished(self.catalog, recording.call_id, finished)
-            self._finished = {
-                "id": recording.call_id,
-                "audio_seconds": finished.audio_seconds,
-                "start": recording.start,
-            }
+            self._finish(recording, finished.audio_seconds)
         else:
             recording.writer.discard()
             with self.catalog.db.atomic():
@@ -593,11 +582,17 @@ class Recorder:
                 self.catalog.audit(
                     "recorder", "recording.discard", recording.call_id, {"reason": reason}
                 )
-            self._finished = {
-                "id": recording.call_id,
-                "audio_seconds": 0.0,
-                "start": recording.start,
-            }
+            self._finish(recording, 0.0)
+
+    def _finish(self, recording: _Recording, audio_seconds: float, reason: str = "") -> None:
+        """What `_end_call` needs of the call's recording: its row, length and start (and a
+        reason that outranks the call's own)."""
+        self._finished = {
+            "id": recording.call_id,
+            "audio_seconds": audio_seconds,
+            "start": recording.start,
+            "reason": reason,
+        }
 
     def _end_call(self, record: m.CallRecord) -> None:
         if self._recording is not None:  # the machine ended the call while recording

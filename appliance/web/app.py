@@ -1224,6 +1224,17 @@ async def update_upload(request: Request, session: Session) -> Response:
     return RedirectResponse("/update?done=stored", 303)
 
 
+def _unrequested_bundle(web: Web, name: str, when_requested: str) -> inbox.Waiting:
+    """A waiting bundle by name (404 if there is none) that no open request names (409)."""
+    try:
+        found = inbox.load_waiting(web.data_dir, name)
+    except UpdateError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    if any(r["payload"].get("bundle") == name for r in inbox.requests(web.catalog(), True)):
+        raise HTTPException(409, f"{name} {when_requested}")
+    return found
+
+
 @guarded(ADMIN)
 async def update_apply(request: Request, session: Session) -> Response:
     """Ask root to apply a waiting bundle: an `update.apply` request (appliance-update.path)."""
@@ -1231,14 +1242,8 @@ async def update_apply(request: Request, session: Session) -> Response:
     name = _text(request.state.form, "bundle", 100)
 
     def work() -> None:
-        catalog = web.catalog()
-        try:
-            found = inbox.load_waiting(web.data_dir, name)
-        except UpdateError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        if any(r["payload"].get("bundle") == name for r in inbox.requests(catalog, True)):
-            raise HTTPException(409, f"{name} is requested already")
-        inbox.request_apply(catalog, web.data_dir, found, session.user)
+        found = _unrequested_bundle(web, name, "is requested already")
+        inbox.request_apply(web.catalog(), web.data_dir, found, session.user)
 
     await run_in_threadpool(work)
     return RedirectResponse("/update?done=requested", 303)
@@ -1250,13 +1255,7 @@ async def update_discard(request: Request, session: Session) -> Response:
     name = _text(request.state.form, "bundle", 100)
 
     def work() -> None:
-        catalog = web.catalog()
-        try:
-            found = inbox.load_waiting(web.data_dir, name)
-        except UpdateError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        if any(r["payload"].get("bundle") == name for r in inbox.requests(catalog, True)):
-            raise HTTPException(409, f"{name} is requested: it is root's now")
+        found = _unrequested_bundle(web, name, "is requested: it is root's now")
         inbox.remove(web.data_dir, name)
         _audit(web, session.user, "update.discard", found.version, bundle=name)
 
