@@ -158,7 +158,7 @@ class Bank:
         last = (self.next // self.step + 1) * self.step - 1
         return (last - self.LEAD) * HOP + WINDOW
 
-    def process(self, pieces: list[NDArray[np.floating]]) -> tuple[int, Array32, Array32]:
+    def process(self, pieces: list[NDArray[np.floating]]) -> "Products":
         """(index of the first new frame, frame products, frame powers) for new samples."""
         g, first = self.GROUP, self.next - self.LEAD
         size = self.tail.size + sum(x.size for x in pieces)
@@ -267,11 +267,15 @@ class _Tones:
 _LOW_HIGH = np.array([0, 4])
 
 
+Products = tuple[int, Array32, Array32]
+"""What `Bank.process` gives: (index of the first new frame, frame products, powers)."""
+
+
 class _Analyser:
     """Bank + gate + classification: per-frame digit codes with the products behind them."""
 
-    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, step: int) -> None:
-        self.bank = Bank(step)
+    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, bank: Bank) -> None:
+        self.bank = bank
         self.tones = _Tones(self.bank, th, dbm0_at_full_scale)
         self._chunks: list[tuple[int, Array32]] = []
         self._start = 0  # the first frame the history must keep
@@ -281,7 +285,13 @@ class _Analyser:
     ) -> tuple[int, int, NDArray[np.int64] | None]:
         """(first new frame, frame count, codes) for new samples; codes is None when no
         frame passes the gate. Products from `keep_from` on (or the last few) are kept."""
-        first, y, p = self.bank.process(pieces)
+        return self.take(self.bank.process(pieces), keep_from)
+
+    def take(
+        self, products: Products, keep_from: int | None
+    ) -> tuple[int, int, NDArray[np.int64] | None]:
+        """`analyse` of products the bank has given out already."""
+        first, y, p = products
         count = y.shape[0]
         if not count:
             return first, 0, None
@@ -442,10 +452,15 @@ class DtmfReceiver:
     it at once gives (`decode`).
     """
 
-    def __init__(self, thresholds: Thresholds = STRICT, dbm0_at_full_scale: float = 3.14) -> None:
+    def __init__(
+        self,
+        thresholds: Thresholds = STRICT,
+        dbm0_at_full_scale: float = 3.14,
+        bank: Bank | None = None,
+    ) -> None:
         self.thresholds = thresholds
         self.dbm0_at_full_scale = dbm0_at_full_scale
-        self._an = _Analyser(thresholds, dbm0_at_full_scale, step=_STEP)
+        self._an = _Analyser(thresholds, dbm0_at_full_scale, bank or Bank(_STEP))
         self._seg = _Segmenter(thresholds, dbm0_at_full_scale)
         self._pending: list[Array32] = []
         self._read = 0
@@ -473,10 +488,19 @@ class DtmfReceiver:
         found = self._analyse(np.zeros(pad, np.float32))
         return found + (self._seg.close(self._an, self._read) if self._seg.code >= 0 else [])
 
+    def take(self, products: Products, samples: int) -> list[Digit]:
+        """`feed` for a shared bank (`DtmfListener`): the products of `samples` new samples."""
+        self._read += samples
+        return self._digits(products)
+
     def _analyse(self, x: NDArray[np.floating]) -> list[Digit]:
         pieces, self._pending = [*self._pending, x], []
-        first, count, codes = self._an.analyse(pieces, self._seg.open_from)
+        found = self._digits(self._an.bank.process(pieces))
         self._due = self._an.bank.due
+        return found
+
+    def _digits(self, products: Products) -> list[Digit]:
+        first, count, codes = self._an.take(products, self._seg.open_from)
         if codes is None and self._seg.code < 0:
             return []
         return self._seg.step(first, count, codes, self._an, self._read)
@@ -516,8 +540,13 @@ class DtmfMasker:
     DELAY = WINDOW + HOP + GUARD
     """The look-behind: how late the output is, in samples."""
 
-    def __init__(self, thresholds: Thresholds = MASK, dbm0_at_full_scale: float = 3.14) -> None:
-        self._an = _Analyser(thresholds, dbm0_at_full_scale, step=1)
+    def __init__(
+        self,
+        thresholds: Thresholds = MASK,
+        dbm0_at_full_scale: float = 3.14,
+        bank: Bank | None = None,
+    ) -> None:
+        self._an = _Analyser(thresholds, dbm0_at_full_scale, bank or Bank(step=1))
         self._delay = np.zeros(self.DELAY)  # input not yet sent out; starts as silence
         self._sent = -self.DELAY  # absolute index of _delay[0]
         self._blank: list[list[int]] = []  # open intervals [start, end) in input samples
@@ -529,7 +558,12 @@ class DtmfMasker:
     def feed(self, block: ArrayLike) -> tuple[Array, list[Span]]:
         """(the next samples out, spans that closed); as many samples out as in."""
         x = np.asarray(block, dtype=np.float64).ravel()
-        first, count, codes = self._an.analyse([x], None)
+        return self.take(self._an.bank.process([x]), x)
+
+    def take(self, products: Products, x: Array) -> tuple[Array, list[Span]]:
+        """`feed` for a shared bank (`DtmfListener`): blank `x` where its products
+        (`x`'s own, or those of the same samples as heard without an echo) see a tone."""
+        first, count, codes = self._an.take(products, None)
         if codes is not None:
             prev = np.concatenate(([self._last_code], codes[:-1]))
             for k in np.flatnonzero((codes >= 0) & (codes == prev)).tolist():
@@ -565,6 +599,35 @@ class DtmfMasker:
         self._delay = buf[n:]
         self._sent = hi
         return out, spans
+
+
+class DtmfListener:
+    """The recorder's DTMF stage: the strict receiver and the masker on ONE Goertzel bank.
+
+    Both judge what the line heard (the echo canceller's residual while the recorder plays:
+    the announcement is band-stopped in the DTMF bands, so a tone in it is the caller's);
+    the masker blanks the audio as recorded, sample for sample the same stretch. One bank
+    instead of two halves the DSP of the keypad, which runs on every block of a call. The
+    bank gives out every complete frame (the masker cannot wait), so digits are decided
+    as soon as a standalone receiver's, or sooner.
+    """
+
+    def __init__(self, dbm0_at_full_scale: float = 3.14) -> None:
+        self._bank = Bank(step=1)
+        self.receiver = DtmfReceiver(STRICT, dbm0_at_full_scale, self._bank)
+        self.masker = DtmfMasker(MASK, dbm0_at_full_scale, self._bank)
+
+    def feed(self, heard: ArrayLike, recorded: ArrayLike) -> tuple[list[Digit], Array, list[Span]]:
+        """(digits ended, the next samples of `recorded` masked, spans that closed) for a
+        block: `heard` and `recorded` are the same samples of the line."""
+        x = np.asarray(heard, dtype=np.float64).ravel()
+        audio = np.asarray(recorded, dtype=np.float64).ravel()
+        if x.size != audio.size:
+            raise ValueError("heard and recorded must be the same samples")
+        products = self._bank.process([x])
+        digits = self.receiver.take(products, x.size)
+        masked, spans = self.masker.take(products, audio)
+        return digits, masked, spans
 
 
 def mask(samples: ArrayLike, dbm0_at_full_scale: float = 3.14) -> tuple[Array, list[Span]]:

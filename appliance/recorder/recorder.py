@@ -3,7 +3,8 @@
     board frame -> line events ----------------------------------------\\
                 -> echo canceller -> strict DTMF (consent, dialing, *9)  -> call machine
                                   -> call-progress tones, speech         /      |
-                -> DTMF masker -> held in memory / written sealed  <----- actions
+                -> DTMF masker (judging the same bank) -> held in memory  <--- actions
+                                                        / written sealed
 
 Each frame: the line layer and the DSP turn the frame into events, the call machine
 turns events into actions, and the actions are carried out here: the announcement or the
@@ -43,7 +44,7 @@ from appliance.config import Config, with_settings
 from appliance.country import country
 from appliance.dsp import RATE
 from appliance.dsp.callerid import CallerIdMessage, CallerIdReceiver, standards_for
-from appliance.dsp.dtmf import STRICT, DtmfMasker, DtmfReceiver
+from appliance.dsp.dtmf import DtmfListener, DtmfMasker
 from appliance.dsp.echo import EchoCanceller
 from appliance.dsp.g711 import ulaw_encode
 from appliance.dsp.progress import ProgressDetector, ToneDetected
@@ -117,8 +118,7 @@ class Recorder:
         self._clock_synced = clock_synced
         self.monitor = LineMonitor(LineTiming.from_config(config.line), board.initial_levels())
         self.echo = EchoCanceller()
-        self.receiver = DtmfReceiver(STRICT, self.fs)
-        self.masker = DtmfMasker(dbm0_at_full_scale=self.fs)
+        self.keypad = DtmfListener(self.fs)
         self.progress = ProgressDetector(country(config.line.country), self.fs)
         standards = standards_for(config.line.country)
         fsk = tuple(std for std in standards if std != "dtmf") or ("v23",)
@@ -169,7 +169,8 @@ class Recorder:
             residual = self.echo.process(frame.audio, reference)
         on_hook = not self.monitor.off_hook
         events: list[Any] = list(self.monitor.step(frame.edges, now))
-        events += self._digits(self.receiver.feed(residual))
+        digits, masked, spans = self.keypad.feed(residual, frame.audio)
+        events += self._digits(digits)
         events += self.progress.feed(residual)
         self._caller_id(frame, on_hook, events)
         if self.state.phase is m.Phase.ANSWERED and self.progress.sounding(m.MACHINE_TONES):
@@ -177,7 +178,6 @@ class Recorder:
         if self._announcement is not None and not self._queue and not self._played:
             events.append(m.PlaybackFinished(now))
             self._announcement = None
-        masked, spans = self.masker.feed(frame.audio)
         self._pending = masked
         self._masked += [(s.start, s.end) for s in spans]
         for event in sorted(events, key=lambda e: e.t):
@@ -219,7 +219,8 @@ class Recorder:
         heartbeat = Heartbeat(self.catalog)
         while not should_stop():
             frames: list[Frame] = []
-            while len(frames) < self.frames_wanted() and (frame := read()) is not None:
+            wanted = self.frames_wanted()
+            while len(frames) < wanted and (frame := read()) is not None:
                 frames.append(frame)
                 if frame.edges:
                     break  # the hook or a button: answered now (the mute LED), not a block later

@@ -51,5 +51,5 @@ class Heartbeat:
         if self._last is not None and self._last[1] == status and now - self._last[0] < self.every:
             return
         self._last = (now, status)
-        self.catalog.publish_status("recorder", {"t": round(now, 2), **status})
+        self.catalog.publish_status("recorder", {"t": round(now, 2), **status}, durable=False)
         notify("STATUS=" + ", ".join(f"{k} {v}" for k, v in status.items()))

@@ -327,10 +327,28 @@ class Catalog:
             self.audit(by, "setting.change", key, {"version": version})
         return version
 
-    def publish_status(self, key: str, value: Any, now: float | None = None) -> None:
-        self.db.table("status").upsert(
-            {"key": key, "value": json.dumps(value), "updated_at": now or time.time()}, pk="key"
-        )
+    def publish_status(
+        self, key: str, value: Any, now: float | None = None, durable: bool = True
+    ) -> None:
+        """Replace the status row `key`. Not `durable`: committed without an fsync of its
+        own (synchronous=NORMAL for this one commit; WAL stays consistent, and the next
+        durable commit carries it), for a heartbeat rewritten every few seconds that is
+        worth nothing after a power cut."""
+        conn = self.db.conn
+        relaxed = not durable and not conn.in_transaction
+        if relaxed:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.write():
+                conn.execute(
+                    "INSERT INTO status (key, value, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                    "updated_at = excluded.updated_at",
+                    [key, json.dumps(value), now or time.time()],
+                )
+        finally:
+            if relaxed:
+                conn.execute("PRAGMA synchronous=FULL")
 
     def status(self, key: str) -> tuple[Any, float] | None:
         """A published status value and when it was written, or None."""

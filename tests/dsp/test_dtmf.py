@@ -12,6 +12,7 @@ from appliance.dsp.dtmf import (
     MASK,
     STRICT,
     Digit,
+    DtmfListener,
     DtmfMasker,
     DtmfReceiver,
     Span,
@@ -215,6 +216,43 @@ def test_masker_streams_with_a_fixed_delay(sizes: list[int]) -> None:
     assert np.all(stream[: DtmfMasker.DELAY] == 0.0)
     assert spans + closed == whole_spans and len(whole_spans) == 3
     assert all(isinstance(s, Span) and not hasattr(s, "digit") for s in whole_spans)
+
+
+@pytest.mark.parametrize("block", [160, 8000])
+def test_listener_is_the_receiver_and_the_masker_on_one_bank(block: int) -> None:
+    x = sequence(np.random.default_rng(5), "19*", noise_dbm0=-50.0)
+    listener, masker, found, outs, spans = DtmfListener(FS), DtmfMasker(MASK, FS), [], [], []
+    alone_out, alone_spans = [], []
+    for at in range(0, x.size, block):
+        digits, out, closed = listener.feed(x[at : at + block], x[at : at + block])
+        found += digits
+        outs.append(out)
+        spans += closed
+        out, closed = masker.feed(x[at : at + block])
+        alone_out.append(out)
+        alone_spans += closed
+
+    def when(ds: list[Digit]) -> list[tuple[str, float, float]]:
+        return [(d.digit, d.onset, d.end) for d in ds]
+
+    assert when(found) == when(decode(x, STRICT, FS)) and "".join(d.digit for d in found) == "19*"
+    if block == 160:  # decided within the 20 ms block after the tone's end is known
+        assert all(d.decided <= d.end + 0.05 for d in found)
+    assert np.array_equal(np.concatenate(outs), np.concatenate(alone_out))
+    assert spans == alone_spans and len(spans) >= 2
+
+
+def test_listener_masks_the_recorded_audio_where_the_heard_audio_has_a_tone() -> None:
+    heard = sequence(np.random.default_rng(6), "5")
+    recorded = heard + 0.05 * np.sin(2 * np.pi * 300 * np.arange(heard.size) / 8000)
+    listener = DtmfListener(FS)
+    digits, out, spans = listener.feed(heard, recorded)
+    assert [d.digit for d in digits] == ["5"] and len(spans) == 1
+    start, end = (round(t * 8000) + DtmfMasker.DELAY for t in (spans[0].start, spans[0].end))
+    assert np.all(out[start:end] == 0.0)
+    assert np.array_equal(out[end:], recorded[end - DtmfMasker.DELAY : -DtmfMasker.DELAY])
+    with pytest.raises(ValueError, match="same samples"):
+        listener.feed(heard[:100], recorded[:99])
 
 
 def test_strict_and_mask_are_two_points_of_one_bank() -> None:

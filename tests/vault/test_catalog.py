@@ -112,3 +112,21 @@ def test_a_damaged_catalog_file_is_a_clear_error(tmp_path: Path) -> None:
         Catalog.open(tmp_path)
     assert issubclass(CatalogError, Exception)
     assert sqlite3  # the cause is chained, not swallowed
+
+
+def test_a_heartbeat_is_published_without_an_fsync_of_its_own(catalog: Catalog) -> None:
+    synchronous = []
+    catalog.db.conn.set_trace_callback(
+        lambda sql: synchronous.append(sql) if "synchronous" in sql else None
+    )
+    catalog.publish_status("recorder", {"line": "on-hook"}, now=10.0, durable=False)
+    catalog.publish_status("recorder", {"line": "off-hook"}, now=11.0, durable=False)
+    catalog.publish_status("backup", {"fault": None}, now=12.0)
+    catalog.db.conn.set_trace_callback(None)
+    assert synchronous == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+    assert catalog.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    assert catalog.status("recorder") == ({"line": "off-hook"}, 11.0)
+    assert catalog.status("backup") == ({"fault": None}, 12.0)
+    with catalog.write():  # inside a transaction the pragma cannot change: left alone
+        catalog.publish_status("recorder", {"line": "ringing"}, now=13.0, durable=False)
+    assert catalog.status("recorder") == ({"line": "ringing"}, 13.0)
