@@ -168,7 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = on_data(
         keys_commands, "rotate", "new recordings go to a new device key", cmd_keys_rotate
     )
-    add_authority(rotate)
+    who = rotate.add_mutually_exclusive_group(required=True)
+    who.add_argument("--identity", metavar="FILE", help="the owner's recovery identity")
+    who.add_argument("--by", metavar="ADMIN", help="an admin; passphrase on stdin")
+    who.add_argument(
+        "--from-request",
+        action="store_true",
+        help="answer the web page's rotation request in DIR/setup (appliance-rotate.service)",
+    )
+    rotate.add_argument(
+        "--password-stdin", action="store_true", help="read the admin's passphrase from stdin"
+    )
 
     users = add("users", "who may log in, with which role", lambda a: 2)
     users_commands = users.add_subparsers(dest="users_command", metavar="COMMAND", required=True)
@@ -191,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         audit_commands, "verify", "check the audit chain; print its head", cmd_audit_verify
     )
     verify.add_argument("--head", metavar="SEQ:HASH", help="a head kept outside the catalog")
+    clock = add("clock", "the system clock, set from an admin's browser", lambda a: 2)
+    clock_commands = clock.add_subparsers(dest="clock_command", metavar="COMMAND", required=True)
+    on_data(
+        clock_commands,
+        "apply-requested",
+        "set the clock to the newest browser time asked for (appliance-clock.service)",
+        cmd_clock_apply_requested,
+    )
     _add_backup(add, add_config_options, add_key_source)
     _add_update(add, add_config_options)
     return parser
@@ -365,7 +383,15 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from appliance.vault import keys_cli
 
+    if args.from_request:
+        return keys_cli.keys_rotate_from_request(args.data, sys.stdout)
     return keys_cli.keys_rotate(args.data, sys.stdin, sys.stdout, args.identity, args.by)
+
+
+def cmd_clock_apply_requested(args: argparse.Namespace) -> int:
+    from appliance import clockset
+
+    return clockset.apply_command(args.data, sys.stdout)
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:

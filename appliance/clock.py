@@ -8,6 +8,8 @@ moves when told to.
 
 import ctypes
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 
@@ -50,15 +52,29 @@ class ManualClock:
 
 TIME_ERROR = 5  # adjtimex(2): the kernel's clock is not synchronised
 _TIMEX_BYTES = 512  # struct timex and then some, whatever the architecture
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+"""Made by systemd-timesyncd once it has synchronised the clock (the box's time service)."""
 
 
-def synchronised() -> bool:
-    """Whether the kernel says its clock is synchronised (NTP, timesyncd or chrony set
-    it); without that, wall-clock times of calls are marked as unsure."""
+def kernel_clock_state() -> int | None:
+    """adjtimex(2) with modes 0 (only read): the clock state, or None where the sandbox
+    denies the call (`ProtectClock=` filters every clock system call, reading ones too)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        timex = ctypes.create_string_buffer(_TIMEX_BYTES)  # modes 0: only read
+        timex = ctypes.create_string_buffer(_TIMEX_BYTES)
         state = int(libc.adjtimex(timex))
     except (OSError, AttributeError):
-        return False
-    return 0 <= state != TIME_ERROR
+        return None
+    return state if state >= 0 else None
+
+
+def synchronised(
+    kernel: Callable[[], int | None] = kernel_clock_state, flag: Path = TIMESYNC_FLAG
+) -> bool:
+    """Whether the clock is synchronised (NTP, timesyncd or chrony set it); without that,
+    wall-clock times of calls are marked as unsure. The kernel's word where a service may
+    ask; in the recorder's and the web page's sandboxes, timesyncd's flag file."""
+    state = kernel()
+    if state is None:
+        return flag.exists()
+    return state != TIME_ERROR

@@ -303,9 +303,12 @@ def init_keys(
     return KeysCreated(device.recipient, recovery, recovery_identity, vault, device)
 
 
-def rotate(data_dir: str | Path, catalog: Catalog, authority: Unlocked) -> Recipient:
+def rotate(
+    data_dir: str | Path, catalog: Catalog, authority: Unlocked, request: str | None = None
+) -> Recipient:
     """A new device key: appended to the keyring, then made the one new recordings are
-    sealed to. Recordings sealed before stay readable: the keyring keeps every key."""
+    sealed to. Recordings sealed before stay readable: the keyring keeps every key.
+    `request` names the web page's request when the key service rotates (`keyrequest`)."""
     vault = _require_keys(data_dir, authority, "rotate the device key")
     generations = _open_keyring(data_dir, [vault])
     recovery = _recovery_recipient(data_dir)
@@ -314,9 +317,16 @@ def rotate(data_dir: str | Path, catalog: Catalog, authority: Unlocked) -> Recip
     _seal_keyring(data_dir, [*generations, (generation, new)], vault.recipient, recovery)
     text = _recipients_text(new.recipient, generation, recovery)
     write_atomic(keys_dir(data_dir) / RECIPIENTS, text, 0o644)
-    detail = {"generation": generation, "device": str(new.recipient)}
+    detail: dict[str, object] = {"generation": generation, "device": str(new.recipient)}
+    if request is not None:
+        detail["request"] = request
     catalog.audit(authority.user, "keys.rotate", "", detail)
     return new.recipient
+
+
+def open_keyring(data_dir: str | Path, vault: Identity) -> list[tuple[int, Identity]]:
+    """(generation, device identity) of every generation, opened with the vault key."""
+    return _open_keyring(data_dir, [vault])
 
 
 # -- unlocking --------------------------------------------------------------------------

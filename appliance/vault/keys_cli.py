@@ -134,6 +134,16 @@ def keys_rotate(
     return 0
 
 
+def keys_rotate_from_request(data_dir: str | Path, out: TextIO) -> int:
+    """`keys rotate --from-request --data DIR`: the box's key service answers the web
+    page's rotation request (`appliance.vault.keyrequest`). Prints public keys only."""
+    from appliance.vault import keyrequest
+
+    with Catalog.open(data_dir, create=False) as catalog:
+        out.write(keyrequest.serve_rotation(data_dir, catalog) + "\n")
+    return 0
+
+
 def _line(stdin: TextIO, number: int, what: str) -> str:
     line = stdin.readline()
     if not line:

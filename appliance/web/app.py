@@ -42,11 +42,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from appliance import __version__
+from appliance import __version__, clockset
 from appliance.call import announce
 from appliance.errors import ApplianceError, UpdateError, VaultError
 from appliance.update import inbox
-from appliance.vault import keys
+from appliance.vault import keyrequest, keys
 from appliance.vault.catalog import Catalog, CatalogError
 from appliance.vault.keys import ROLES
 from appliance.vault.recording import RecordingReader
@@ -1021,6 +1021,7 @@ async def status_page(request: Request, session: Session) -> Response:
         pending = catalog.db.execute(
             "SELECT count(*) FROM requests WHERE kind = 'clock.set' AND done_at IS NULL"
         ).fetchone()[0]
+        clock_last = clockset.latest(catalog)
         return {
             "live": live_status(catalog),
             "asked": asked,
@@ -1035,21 +1036,22 @@ async def status_page(request: Request, session: Session) -> Response:
             "sessions": len(web.sessions),
             "clock_pending": int(pending),
             "clock_sent": request.query_params.get("clock") == "sent",
+            "clock_last": clock_last,
         }
 
     return render(request, "status.html", await run_in_threadpool(work))
 
 
-CLOCK_EARLIEST = 1.7e9  # 2023-11: a browser's clock before this is wrong too
-CLOCK_LATEST = 4.1e9  # 2099
+CLOCK_EARLIEST = clockset.EARLIEST
+CLOCK_LATEST = clockset.LATEST
 
 
 @guarded(ADMIN)
 async def clock_request(request: Request, session: Session) -> Response:
     """ "Set the clock from this browser", offered only while the recorder reports the
     clock unsynchronised. The web service may not set the clock (ProtectClock=): the time
-    is left as a `clock.set` request in the catalog's `requests` table for the privileged
-    clock helper (the seam: not built here) to apply; audited."""
+    is left as a `clock.set` request for root's appliance-clock.service, which sets it if
+    the clock is still not synchronised (`appliance.clockset`); audited."""
     web: Web = request.app.state.web
     text = _text(request.state.form, "epoch", 32).strip()
     try:
@@ -1063,19 +1065,7 @@ async def clock_request(request: Request, session: Session) -> Response:
         catalog = web.catalog()
         if not live_status(catalog)["clock_unsynchronised"]:
             raise HTTPException(409, "the recorder reports the clock synchronised: nothing to set")
-        received = time.time()
-        with catalog.write():
-            catalog.db.table("requests").insert(
-                {
-                    "kind": "clock.set",
-                    "payload": json.dumps({"epoch": epoch, "received_at": received}),
-                    "created_at": received,
-                    "by": session.user,
-                }
-            )
-            catalog.audit(
-                session.user, "clock.request", "", {"epoch": epoch, "offset": epoch - received}
-            )
+        clockset.request_clock(catalog, web.data_dir, epoch, session.user)
 
     await run_in_threadpool(work)
     return RedirectResponse("/status?clock=sent", 303)
@@ -1269,8 +1259,8 @@ DONE = {
     "added": "The user was added. Give them their passphrase; they can change it under Account.",
     "removed": "The user was removed and their sessions ended.",
     "granted": "The user now holds the keys: recordings open at their next login.",
-    "rotated": "New recordings are sealed to a new device key. Other sessions must log in "
-    "again to play calls recorded from now on.",
+    "rotated": "The device key was rotated: the recorder seals the next call to the new key. "
+    "Other sessions must log in again to play calls recorded from then on.",
     "passphrase": "Your passphrase was changed.",
 }
 
@@ -1386,27 +1376,20 @@ async def user_grant(request: Request, session: Session) -> Response:
 
 @guarded(ADMIN, needs_keys=True)
 async def keys_rotate(request: Request, session: Session) -> Response:
-    """A new device key (`keys.rotate`): new recordings are sealed to it; the keyring keeps
-    every older one, so nothing recorded before is lost."""
+    """A new device key: new recordings are sealed to it; the keyring keeps every older
+    one, so nothing recorded before is lost. On the box the web page may not write
+    `keys/`: the key service rotates, given the admin's vault key sealed to a key of its
+    own (`vault.keyrequest`); this waits for its answer, at most `ROTATE_WAIT_S`."""
     web: Web = request.app.state.web
 
-    def work() -> None:
-        catalog = web.catalog()
-        with catalog.write():
-            keys.rotate(web.data_dir, catalog, session.unlocked)
+    def work() -> keyrequest.Rotated:
+        return keyrequest.rotate_keys(web.data_dir, web.catalog(), session.unlocked)
 
     try:
-        await run_in_threadpool(work)
-    except OSError as exc:
-        log.error("key rotation refused by the file system: %s", exc.strerror)
-        message = (
-            "This web service may not write the keys folder (on the box it belongs to the "
-            f"recorder): nothing was changed. Rotate on the console: appliance keys rotate "
-            f"--data DATA --by {session.user} --password-stdin"
-        )
-        return await _users_form(request, message, 409)
+        rotated = await run_in_threadpool(work)
     except VaultError as exc:
-        return await _users_form(request, _vault_message(exc), 400)
+        return await _users_form(request, _vault_message(exc), 409)
+    session.unlocked = rotated.unlocked  # this session plays what is recorded from now on
     return RedirectResponse("/users?done=rotated", 303)
 
 

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config
+from appliance import clockset, config
 from appliance.update import inbox, releases
 from appliance.vault import keyrequest, keys
+from appliance.vault.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
@@ -41,11 +42,15 @@ SETTLE = "appliance-update-settle.service"
 BACKUP = "appliance-backup.service"
 UPDATE = "appliance-update.service"
 FETCH = "appliance-update-fetch.service"
-SERVICES = (RECORDER, WEB, SETUP, SETTLE, BACKUP, UPDATE, FETCH)
+ROTATE = "appliance-rotate.service"
+CLOCK = "appliance-clock.service"
+SERVICES = (RECORDER, WEB, SETUP, SETTLE, BACKUP, UPDATE, FETCH, ROTATE, CLOCK)
 ALL_UNITS = (
     *SERVICES,
     "appliance-recorder.path",
     "appliance-setup.path",
+    "appliance-rotate.path",
+    "appliance-clock.path",
     "appliance-backup.timer",
     "appliance-update.path",
     "appliance-update-fetch.timer",
@@ -58,6 +63,8 @@ EXPOSURE_LIMITS = {
     SETTLE: 2.0,
     UPDATE: 2.5,
     FETCH: 2.5,
+    ROTATE: 2.0,
+    CLOCK: 2.0,
 }
 # Keys of the restart back-off drop-in, and the systemd version that knows them.
 BACKOFF = UNITS / "appliance-recorder.service.d" / "restart-backoff.conf"
@@ -302,7 +309,7 @@ def test_commands_and_paths_agree_with_the_package(recorder: Unit, web: Unit) ->
     assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in recorder.get("Service", "InaccessiblePaths")
 
 
-@pytest.mark.parametrize("name", [SETUP, SETTLE, BACKUP, UPDATE, FETCH])
+@pytest.mark.parametrize("name", [SETUP, SETTLE, BACKUP, UPDATE, FETCH, ROTATE])
 def test_the_helpers_are_oneshots_without_capabilities_or_devices(name: str) -> None:
     unit = Unit.read(UNITS / name)
     for key, value in {
@@ -344,6 +351,103 @@ def test_the_key_service_answers_the_web_page_as_the_recorder(web: Unit) -> None
     assert setup.one("Service", "IPAddressDeny") == "any"
     assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in setup.get("Service", "InaccessiblePaths")
     assert f"{data}/{keys.KEYS}" in web.one("Service", "ReadOnlyPaths").split()
+
+
+def test_the_key_service_rotates_for_the_web_page_as_the_recorder(web: Unit) -> None:
+    """Rotation: the web page asks (it holds the vault key, keys/ is read-only for it);
+    the key service rotates as the recorder's user, with no network, only when asked."""
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    rotate = Unit.read(UNITS / ROTATE)
+    setup = Unit.read(UNITS / SETUP)
+    path = Unit.read(UNITS / "appliance-rotate.path")
+    assert path.one("Path", "PathExists") == (
+        f"{data}/{keyrequest.SETUP}/{keyrequest.ROTATE_REQUEST}"
+    )
+    assert path.one("Path", "Unit") == ROTATE
+    assert path.one("Install", "WantedBy") == "paths.target"
+    assert rotate.get("Install", "WantedBy") == []  # never started but by the path unit
+    assert rotate.one("Service", "ExecStart").split()[1:] == [
+        "keys",
+        "rotate",
+        "--from-request",
+        "--data",
+        data,
+    ]
+    # the same sandbox as the first-run key service, but for the command and its wait
+    for key in set(setup.sections["Service"]) - {"ExecStart", "TimeoutStartSec"}:
+        assert rotate.get("Service", key) == setup.get("Service", key), key
+    limit = rotate.one("Service", "TimeoutStartSec")
+    assert limit.endswith("s") and int(limit[:-1]) > keyrequest.KEY_WAIT_S + 30
+    assert f"-{data}/{keys.KEYS}/{keys.SLOTS}" in rotate.get("Service", "InaccessiblePaths")
+    assert rotate.one("Service", "PrivateNetwork") == "yes"
+
+
+def test_the_clock_helper_is_root_with_the_clock_capability_alone() -> None:
+    """The web page asks (a row and a flag, appliance/clockset.py); root with
+    CAP_SYS_TIME and nothing else sets the clock, started by the path unit alone."""
+    data = config.shipped_defaults()["storage"]["data_dir"]
+    helper = Unit.read(UNITS / CLOCK)
+    path = Unit.read(UNITS / "appliance-clock.path")
+    assert path.one("Path", "PathExists") == f"{data}/{clockset.FOLDER}/{clockset.FLAG}"
+    assert path.one("Path", "Unit") == CLOCK
+    assert path.one("Install", "WantedBy") == "paths.target"
+    assert helper.get("Install", "WantedBy") == []
+    assert helper.one("Service", "ExecStart").split()[1:] == [
+        "clock",
+        "apply-requested",
+        "--data",
+        data,
+    ]
+    for key, value in {
+        "Type": "oneshot",
+        "User": "root",
+        "SupplementaryGroups": "appliance-web",  # the catalog, as the services reach it
+        "CapabilityBoundingSet": "CAP_SYS_TIME",
+        "AmbientCapabilities": "",
+        "ProtectClock": "no",  # its purpose; yes would drop the capability and the calls
+        "PrivateUsers": "no",  # else the capability is the namespace's, not the host's
+        "LimitCORE": "0",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "PrivateDevices": "yes",
+        "PrivateNetwork": "yes",
+        "IPAddressDeny": "any",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "RestrictSUIDSGID": "yes",
+        "MemoryDenyWriteExecute": "yes",
+    }.items():
+        assert helper.one("Service", key) == value, key
+    assert sorted(helper.one("Service", "InaccessiblePaths").split()) == [
+        f"-{data}/{keys.KEYS}",
+        f"-{data}/recordings",
+    ]
+    # the services' filter, then the clock's calls back: @privileged holds @clock
+    assert helper.get("Service", "SystemCallFilter") == [
+        "@system-service",
+        "~@privileged @resources",
+        "@clock",
+    ]
+
+
+def test_the_clock_helper_may_set_the_clock_and_nothing_else_privileged(staged: Path) -> None:
+    """What `systemd-analyze security` sees: the clock's calls and capability allowed,
+    every other privileged call and capability not."""
+    result = analyze("security", "--offline=true", "--no-pager", CLOCK, cwd=staged)
+    lines = [line.split() for line in (result.stdout + result.stderr).splitlines()]
+    failing = {line[1] for line in lines if line and line[0] == "✗"}
+    passing = {line[1] for line in lines if line and line[0] == "✓"}
+    assert {"SystemCallFilter=~@clock", "CapabilityBoundingSet=~CAP_SYS_TIME"} <= failing
+    assert {
+        "CapabilityBoundingSet=~CAP_SYS_ADMIN",
+        "CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)",
+        "CapabilityBoundingSet=~CAP_(CHOWN|FSETID|SETFCAP)",
+        "SystemCallFilter=~@module",
+        "SystemCallFilter=~@reboot",
+        "SystemCallFilter=~@mount",
+        "PrivateNetwork=",
+    } <= passing
 
 
 def test_settle_decides_before_the_services_start_and_restarts_nothing() -> None:
@@ -686,3 +790,77 @@ def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
     slot = (data / keys.KEYS / keys.SLOTS / "ada.age").lstat()
     assert slot.st_gid == ids(shared_root, "group")["appliance-backup"]
     assert slot.st_mode & 0o077 == 0o040
+
+
+# -- rotation through the key service, as the box's own users -----------------------------
+
+# The web page's side, in its own process and as its user, where keys/ is read-only: an
+# admin's unlocked keys, `rotate_keys` asks the key service and waits for its answer.
+WEB_ROTATES = """
+import json, sys
+from appliance.vault import keyrequest, keys
+from appliance.vault.catalog import Catalog
+data = sys.argv[1]
+ada = keys.unlock_with_passphrase(data, "ada", "violet tractor umbrella")
+with Catalog.open(data, create=False) as catalog:
+    rotated = keyrequest.rotate_keys(data, catalog, ada, timeout_s=60)
+print(json.dumps({"device": str(rotated.device), "keys": len(rotated.unlocked.device)}))
+"""
+
+
+def test_a_rotation_by_the_key_service_keeps_the_ownership_plan(shared_root: Path) -> None:
+    data = shared_root / "var/lib/appliance"
+    created = keys.init_keys(data)  # as root into the skeleton, as a technician would
+    with Catalog.open(data) as catalog:
+        keys.add_user(data, catalog, "ada", "admin", "violet tractor umbrella", created.authority)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    web = subprocess.Popen(
+        [
+            *as_user(shared_root, "appliance-web", "appliance-web"),
+            sys.executable,
+            "-c",
+            WEB_ROTATES,
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        request = data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST
+        deadline = time.monotonic() + 60
+        while not request.exists():
+            assert web.poll() is None, web.communicate()
+            assert time.monotonic() < deadline, "the web side wrote no request"
+            time.sleep(0.05)
+        # What appliance-rotate.path starts: the command of appliance-rotate.service.
+        command = ["-m", "appliance", "keys", "rotate", "--from-request", "--data", str(data)]
+        service = subprocess.run(
+            [
+                *as_user(shared_root, "appliance-recorder", "appliance-web"),
+                sys.executable,
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert service.returncode == 0, service.stderr
+        out, err = web.communicate(timeout=120)
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait()
+    assert web.returncode == 0, err
+    made = json.loads(out)
+    assert made["keys"] == 2
+    recipients = [str(r) for r in keys.read_recipients(data)]
+    assert recipients == [made["device"], str(created.recovery_recipient)]
+    assert "AGE-SECRET-KEY" not in service.stdout + service.stderr
+    assert sorted(os.listdir(data / keyrequest.SETUP)) == []  # every file consumed
+    assert_the_plan_holds(shared_root, data)
+    with Catalog.open(data) as catalog:
+        [entry] = [e for e in catalog.audit_entries() if e.action == "keys.rotate"]
+    assert entry.actor == "ada" and entry.detail["device"] == made["device"]

@@ -2,6 +2,7 @@
 
 import json
 
+from appliance import clockset
 from appliance.vault.catalog import Catalog
 
 UNSYNCED = {"line": "on-hook", "call": "idle", "faults": {"clock": "the clock is not synchronised"}}
@@ -75,6 +76,37 @@ def test_the_clock_is_set_from_the_browser_only_when_unsynchronised(as_role, dat
     listener, their_token = as_role("listener")
     assert listener.post("/clock", data={"csrf": their_token, "epoch": "1.8e9"}).status_code == 403
     assert 'id="clock-box"' not in listener.get("/status").text
+
+
+def test_the_clock_helper_applies_the_request_and_the_page_shows_its_result(
+    as_role, dataset
+) -> None:
+    client, token = as_role("admin")
+    with Catalog.open(dataset.data) as catalog:
+        catalog.publish_status("recorder", UNSYNCED)
+    assert 'id="clock-result"' not in client.get("/status").text
+    assert client.post("/clock", data={"csrf": token, "epoch": "1800000000.5"}).status_code == 303
+    flag = dataset.data / clockset.FOLDER / clockset.FLAG
+    assert flag.exists()  # what starts appliance-clock.path
+    page = client.get("/status?clock=sent").text
+    assert 'id="clock-sent"' in page
+    assert "by ada" in page and "waiting for the clock helper" in page
+    set_to: list[float] = []
+    with Catalog.open(dataset.data) as catalog:  # what appliance-clock.service does
+        [outcome] = clockset.apply_requested(
+            catalog, dataset.data, set_clock=set_to.append, synchronised=lambda: False
+        )
+    assert not flag.exists() and len(set_to) == 1 and set_to[0] >= 1800000000.5
+    page = client.get("/status").text
+    assert f"{outcome.result}." in page and "waiting for the clock helper" not in page
+    # a second request, the clock synchronised meanwhile: refused, and shown so
+    assert client.post("/clock", data={"csrf": token, "epoch": "1800000100"}).status_code == 303
+    with Catalog.open(dataset.data) as catalog:
+        clockset.apply_requested(
+            catalog, dataset.data, set_clock=set_to.append, synchronised=lambda: True
+        )
+    assert "refused: synchronised." in client.get("/status").text
+    assert len(set_to) == 1
 
 
 def test_the_time_zone_is_a_checked_setting(as_role, dataset) -> None:

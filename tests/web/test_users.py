@@ -1,9 +1,11 @@
 """Users, roles and keys from the web page: every change through `vault.keys`, with the
 acting admin's unlocked keys as the authority, and audited."""
 
+import threading
+
 import pytest
 
-from appliance.vault import keys
+from appliance.vault import keyrequest, keys
 from appliance.vault.catalog import Catalog
 
 from .conftest import CALLS, PASSPHRASES, Site, csrf_of
@@ -124,25 +126,95 @@ def test_an_admin_gives_a_reset_login_the_keys(site: Site, as_role, dataset) -> 
     assert audit(dataset.data, "user.keys") == [("ada", "reset")]
 
 
-def test_rotating_the_device_key_keeps_old_recordings_open(as_role, dataset) -> None:
+def test_rotating_the_device_key_keeps_old_recordings_open(site: Site, as_role, dataset) -> None:
+    """Where the web process may write keys/ (here), the key service's exchange runs in
+    this process: the same request, offer, sealed vault key and answer as on the box."""
     before = keys.read_recipients(dataset.data)
     client, token = as_role("admin")
     assert client.post("/keys/rotate", data={"csrf": token}).status_code == 303
     after = keys.read_recipients(dataset.data)
     assert after[0] != before[0] and after[1] == before[1]  # recovery key unchanged
     assert audit(dataset.data, "keys.rotate") == [("ada", "")]
+    with Catalog.open(dataset.data) as catalog:
+        [entry] = [e for e in catalog.audit_entries() if e.action == "keys.rotate"]
+    assert keyrequest.REQUEST_ID.fullmatch(entry.detail["request"])  # through the request
+    assert list((dataset.data / keyrequest.SETUP).iterdir()) == []  # every file consumed
     unlocked = keys.unlock_with_passphrase(dataset.data, "ada", PASSPHRASES["ada"])
     assert len(unlocked.device) == 2  # the old key stays in the keyring
     page = client.get(f"/calls/{CALLS[0].id}").text
     assert "audio?play=" in page
+    # the acting session holds the new key too (it plays what is recorded from now on)
+    [session] = [s for s in site.web.sessions._sessions.values() if s.user == "ada"]
+    assert {str(i.recipient) for i in session.unlocked.device} >= {str(after[0])}
 
 
-def test_a_read_only_keys_folder_is_a_clear_refusal(as_role, dataset, monkeypatch) -> None:
-    def read_only(*args, **kwargs):
-        raise PermissionError(30, "Read-only file system")
+@pytest.fixture
+def read_only_keys(monkeypatch, dataset):
+    """The box: keys/ is read-only for the web (os.access says so here)."""
+    import os
 
-    monkeypatch.setattr(keys, "rotate", read_only)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if m == os.W_OK else real_access(p, m))
+    (dataset.data / keyrequest.SETUP).mkdir()
+
+
+def test_on_the_box_the_key_service_rotates_and_the_page_waits(
+    as_role, dataset, read_only_keys
+) -> None:
+    stop = threading.Event()
+
+    def service() -> None:  # what appliance-rotate.path starts
+        while not stop.is_set():
+            if (dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST).exists():
+                with Catalog.open(dataset.data) as catalog:
+                    keyrequest.serve_rotation(dataset.data, catalog)
+                return
+            stop.wait(0.05)
+
+    before = keys.read_recipients(dataset.data)
+    client, token = as_role("admin")
+    thread = threading.Thread(target=service)
+    thread.start()
+    try:
+        answer = client.post("/keys/rotate", data={"csrf": token})
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert answer.status_code == 303 and answer.headers["location"] == "/users?done=rotated"
+    assert keys.read_recipients(dataset.data)[0] != before[0]
+    assert audit(dataset.data, "keys.rotate") == [("ada", "")]
+    assert "recorder seals the next call to the new key" in client.get("/users?done=rotated").text
+
+
+def test_a_key_service_that_never_answers_is_a_clear_refusal(
+    as_role, dataset, monkeypatch, read_only_keys
+) -> None:
+    monkeypatch.setattr(keyrequest, "ROTATE_WAIT_S", 0.5)
     client, token = as_role("admin")
     answer = client.post("/keys/rotate", data={"csrf": token})
-    assert answer.status_code == 409 and "appliance keys rotate" in answer.text
+    assert answer.status_code == 409
+    assert "did not rotate the device key" in answer.text and "appliance keys rotate" in answer.text
     assert audit(dataset.data, "keys.rotate") == []
+    assert list((dataset.data / keyrequest.SETUP).iterdir()) == []  # the request taken back
+
+
+def test_a_refusal_of_the_key_service_is_shown(as_role, dataset, read_only_keys) -> None:
+    def service() -> None:
+        for _ in range(200):
+            if (dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST).exists():
+                with Catalog.open(dataset.data) as catalog:
+                    catalog.db.execute("UPDATE users SET disabled = 1 WHERE name = 'ada'")
+                    with pytest.raises(keys.VaultError):
+                        keyrequest.serve_rotation(dataset.data, catalog)
+                return
+            threading.Event().wait(0.05)
+
+    client, token = as_role("admin")
+    thread = threading.Thread(target=service)
+    thread.start()
+    try:
+        answer = client.post("/keys/rotate", data={"csrf": token})
+    finally:
+        thread.join(timeout=30)
+    assert answer.status_code == 409 and "not an active admin" in answer.text
+    assert audit(dataset.data, "keys.rotate.refused") == [("key service", "")]
