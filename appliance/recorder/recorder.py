@@ -49,11 +49,12 @@ from appliance.dsp.echo import EchoCanceller
 from appliance.dsp.g711 import ulaw_encode
 from appliance.dsp.progress import ProgressDetector, ToneDetected
 from appliance.dsp.tones import tone
+from appliance.errors import ApplianceError
 from appliance.events import ButtonReleased, LineEvent
 from appliance.line import LineMonitor
 from appliance.line.timing import LineTiming
 from appliance.recorder.status import Heartbeat
-from appliance.vault import age
+from appliance.vault import age, keys
 from appliance.vault.calls import store_finished
 from appliance.vault.catalog import Catalog
 from appliance.vault.reconcile import RECORDINGS
@@ -254,6 +255,7 @@ class Recorder:
         if versions != self._settings_seen:
             self._settings_seen = versions
             self._apply_settings()
+        self._follow_key_rotation()
         self._serve_requests()
         backup = self.catalog.status("backup")
         failed = backup[0].get("fault") if backup and isinstance(backup[0], dict) else None
@@ -269,6 +271,21 @@ class Recorder:
         if self._now - self._retained_at >= RETENTION_EVERY:
             self._retained_at = self._now
             self._retain()
+
+    def _follow_key_rotation(self) -> None:
+        """A rotated device key (from the web page's key service or the console): the next
+        call's recording and caller identity are sealed to it, without a restart. An
+        unreadable recipients file lights `fault`; sealing goes on to the keys in use."""
+        try:
+            recipients = keys.read_recipients(self.config.storage.data_dir)
+        except (ApplianceError, OSError) as exc:
+            self._fault("keys", f"the recipients file cannot be read: {exc}")
+            return
+        self._fault("keys", None)
+        if recipients != self.recipients:
+            self.recipients = recipients
+            self.sealer = Sealer(self.catalog, recipients)
+            log.info("new recordings are sealed to the rotated device key")
 
     def _retain(self) -> None:
         """Retention: by age (the owner's `retention.days`) and by free space."""

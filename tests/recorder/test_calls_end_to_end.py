@@ -12,10 +12,12 @@ from appliance.call.announce import load_announcement
 from appliance.config import Config
 from appliance.dsp.dtmf import decode
 from appliance.dsp.g711 import ulaw_decode
+from appliance.events import OnHook
 from appliance.recorder.recorder import describe
 from appliance.scenario.parse import parse
 from appliance.scenario.simulate import simulate
-from appliance.vault import keys
+from appliance.vault import age, keys
+from appliance.vault.catalog import Catalog
 from appliance.vault.recording import RecordingReader
 
 CARD = "4111111111111111"
@@ -101,3 +103,44 @@ def test_muted_and_masked_spans_are_silent_and_no_card_number_leaks(
     for path in data.rglob("*"):
         if path.is_file():
             assert CARD.encode() not in path.read_bytes()
+
+
+def test_a_rotated_device_key_seals_the_next_call_without_a_restart(box, cfg: Config) -> None:
+    data, recovery = box
+    before = keys.read_recipients(data)[0]
+    rotated: list[age.Recipient] = []
+
+    def rotate_at_first_hang_up(t, item) -> None:
+        if isinstance(item, OnHook) and not rotated:  # as the web page's key service does
+            with Catalog.open(data) as catalog:
+                authority = keys.unlock_with_identity(data, [recovery])
+                rotated.append(keys.rotate(data, catalog, authority))
+
+    call = "ring 1\nwait 1\noffhook\nwait 5.5\npress 1\nspeech 3\nonhook\nwait 4\n"
+    result = simulate(parse(call + call), cfg, on_output=rotate_at_first_hang_up, data_dir=data)
+    assert not result.failures, result.failures
+    first, second = result.calls
+    device = {i.recipient: i for i in keys.unlock_with_identity(data, [recovery]).device}
+    old, new = device[before], device[rotated[0]]
+    for call_row, opens, refused in ((first, old, new), (second, new, old)):
+        path = str(data / "recordings" / f"{call_row['id']}.age")
+        with RecordingReader(path, [opens]) as reader:
+            assert reader.audio_bytes > 8000
+        with pytest.raises(age.AgeError):
+            RecordingReader(path, [refused])
+
+
+def test_a_damaged_recipients_file_is_a_fault_and_sealing_goes_on(box, cfg: Config, caplog) -> None:
+    data, recovery = box
+    recipients = data / "keys" / "recipients.txt"
+
+    def damage_at_first_hang_up(t, item) -> None:
+        if isinstance(item, OnHook):
+            recipients.write_text("age1 not a key\n")
+
+    call = "ring 1\nwait 1\noffhook\nwait 5.5\npress 1\nspeech 3\nonhook\nwait 4\n"
+    with caplog.at_level(logging.INFO, logger="appliance.recorder"):
+        result = simulate(parse(call + call), cfg, on_output=damage_at_first_hang_up, data_dir=data)
+    assert "fault: the recipients file cannot be read" in caplog.text
+    assert [c["recorded"] for c in result.calls] == [1, 1]
+    assert audio_of(data, result.calls[1], recovery).size > 8000
