@@ -65,6 +65,30 @@ class Board(Protocol):
     def close(self) -> None: ...
 
 
+class PassThrough:
+    """A board that hands everything to another: a simulated fault or a bench's pace
+    overrides only what it changes (usually `read`)."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.name = board.name
+
+    def initial_levels(self) -> dict[str, bool]:
+        return self.board.initial_levels()
+
+    def read(self) -> Frame | None:
+        return self.board.read()
+
+    def play(self, samples: NDArray[np.float64]) -> float:
+        return self.board.play(samples)
+
+    def set_led(self, name: str, on: bool) -> None:
+        self.board.set_led(name, on)
+
+    def close(self) -> None:
+        self.board.close()
+
+
 def take_samples(queue: deque[NDArray[np.float64]], n: int) -> tuple[NDArray[np.float64], int]:
     """The next `n` samples of a queue of audio chunks (zero-padded), and how many were
     real: what plays during one frame, on the board and in the echo canceller's copy."""

@@ -17,11 +17,12 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from numpy.typing import NDArray
 from scipy import signal
 
-from appliance.board import Frame, take_samples
+from appliance.board import Frame, PassThrough, take_samples
 from appliance.board.gpio import Gpio
 from appliance.board.pins import PinMap, PinSpec
 from appliance.clock import ManualClock
 from appliance.dsp import RATE
+from appliance.errors import AudioDeviceError
 from appliance.events import Edge
 
 BLOCK = RATE // 50  # 20 ms, the recorder's capture period
@@ -178,3 +179,20 @@ class SimBoard:
 
     def __repr__(self) -> str:
         return f"<SimBoard t={self._sample / RATE:.3f}/{self.script.duration:.3f} {self.gpio!r}>"
+
+
+class VanishingCard(PassThrough):
+    """A board whose sound card disappears after `frames` frames (None: never), as a USB
+    card pulled out or a codec losing its clock does."""
+
+    def __init__(self, board: SimBoard, frames: int | None = None) -> None:
+        super().__init__(board)
+        self.sim = board
+        self.frames = frames
+
+    def read(self) -> Frame | None:
+        if self.frames is not None:
+            if self.frames == 0:
+                raise AudioDeviceError("capture on 'hw:CARD=Line' failed: No such device")
+            self.frames -= 1
+        return self.board.read()

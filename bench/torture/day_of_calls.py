@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from appliance.board import Frame
+from appliance.board import Frame, PassThrough
 from appliance.board.sim import SimBoard
 from appliance.call import machine as m
 from appliance.recorder.capture import Capture
@@ -116,16 +116,13 @@ class DayBoard:
             self.board.close()
 
 
-class Paced:
+class Paced(PassThrough):
     """A board read no faster than `speed` times real time, like a codec's clock."""
 
     def __init__(self, board: DayBoard, speed: float) -> None:
-        self.board, self.speed = board, speed
-        self.name = board.name
+        super().__init__(board)
+        self.speed = speed
         self._start = time.monotonic()
-
-    def initial_levels(self) -> dict[str, bool]:
-        return self.board.initial_levels()
 
     def read(self) -> Frame | None:
         frame = self.board.read()
@@ -134,15 +131,6 @@ class Paced:
             if wait > 0:
                 time.sleep(wait)
         return frame
-
-    def play(self, samples: NDArray[np.float64]) -> float:
-        return self.board.play(samples)
-
-    def set_led(self, name: str, on: bool) -> None:
-        self.board.set_led(name, on)
-
-    def close(self) -> None:
-        self.board.close()
 
 
 def rss_bytes() -> int:

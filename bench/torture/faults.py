@@ -18,13 +18,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from gpiozero.pins.mock import MockFactory
-from numpy.typing import NDArray
 
-from appliance.board import Frame
 from appliance.board.gpio import Gpio
-from appliance.board.sim import SimBoard
+from appliance.board.sim import VanishingCard
 from appliance.errors import ApplianceError, AudioDeviceError
 from appliance.recorder import serve
 from appliance.vault.catalog import Catalog
@@ -130,33 +127,6 @@ def _next_recorded(box: Box, result: Result, where: str) -> None:
         result.fail(f"{where}: the next call is {last['status']}, consent {last['consent']}")
 
 
-class Vanishing:
-    """A board whose audio device disappears after `frames` frames."""
-
-    def __init__(self, board: SimBoard, frames: int | None = None) -> None:
-        self.board, self.frames = board, frames
-        self.name = board.name
-
-    def initial_levels(self) -> dict[str, bool]:
-        return self.board.initial_levels()
-
-    def read(self) -> Frame | None:
-        if self.frames is not None:
-            if self.frames == 0:
-                raise AudioDeviceError("capture on 'hw:CARD=Line' failed: No such device")
-            self.frames -= 1
-        return self.board.read()
-
-    def play(self, samples: NDArray[np.float64]) -> float:
-        return self.board.play(samples)
-
-    def set_led(self, name: str, on: bool) -> None:
-        self.board.set_led(name, on)
-
-    def close(self) -> None:
-        self.board.close()
-
-
 def device_vanishes(box: Box, rng: random.Random, seen: Checked, result: Result, n: int) -> None:
     """`serve` (the daemon's loop) over a card that vanishes at a random frame of a call,
     is missing for a while, then returns: what was recorded is finalised, the next call is
@@ -165,15 +135,15 @@ def device_vanishes(box: Box, rng: random.Random, seen: Checked, result: Result,
     cfg = box.config(text)
     before = len(_rows(box))
     gone_at = rng.randrange(50, 900)  # frames: from ringing to past the end of the call
-    boards: list[Callable[[], Vanishing]] = [
-        lambda: Vanishing(box.board(text, cfg), gone_at),
+    boards: list[Callable[[], VanishingCard]] = [
+        lambda: VanishingCard(box.board(text, cfg), gone_at),
         _missing,
-        lambda: Vanishing(box.board(consented_call(2.0), cfg)),
+        lambda: VanishingCard(box.board(consented_call(2.0), cfg)),
     ]
     stop = threading.Event()
     lit: list[bool] = []
 
-    def open_board() -> Vanishing:
+    def open_board() -> VanishingCard:
         if not boards:
             stop.set()
             raise AudioDeviceError("the campaign is over")
@@ -204,7 +174,7 @@ def device_vanishes(box: Box, rng: random.Random, seen: Checked, result: Result,
     check_folder(box, seen, result, where)
 
 
-def _missing() -> Vanishing:
+def _missing() -> VanishingCard:
     raise AudioDeviceError("cannot open capture device 'hw:CARD=Line': No such device")
 
 

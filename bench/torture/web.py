@@ -35,9 +35,8 @@ from typing import Any
 
 import httpx2 as httpx
 import numpy as np
-from numpy.typing import NDArray
 
-from appliance.board import Frame
+from appliance.board import Frame, PassThrough
 from appliance.board.alsa import CAPTURE_PERIODS
 from appliance.board.pins import load_pin_map
 from appliance.board.sim import BLOCK, SimBoard
@@ -83,13 +82,14 @@ class Codec:
     xruns: int = 0
 
 
-class PacedBoard:
+class PacedBoard(PassThrough):
     """A `SimBoard` that hands each 20 ms frame over when the frame ends on the wall clock,
     as a codec delivers periods. A frame read later than the codec's buffer would hold it
     is counted in `audio.xruns` (which `Capture.xruns` reports), as ALSA would."""
 
     def __init__(self, board: SimBoard) -> None:
-        self.board = board
+        super().__init__(board)
+        self.sim = board
         self.name = f"paced {board.name}"
         self.audio = Codec()
         self.start: float | None = None  # wall time (monotonic) of the board's time 0
@@ -110,18 +110,6 @@ class PacedBoard:
             self.audio.xruns += 1
         self.frames += 1
         return frame
-
-    def initial_levels(self) -> dict[str, bool]:
-        return self.board.initial_levels()
-
-    def play(self, samples: NDArray[np.float64]) -> float:
-        return self.board.play(samples)
-
-    def set_led(self, name: str, on: bool) -> None:
-        self.board.set_led(name, on)
-
-    def close(self) -> None:
-        self.board.close()
 
 
 class TimedRecorder(Recorder):
@@ -164,7 +152,7 @@ def record_paced(data: str, speech: float, out: str, go: Any) -> None:
     cfg = scenario_config(parse(text), base_config(), Path(data))
     board = PacedBoard(SimBoard(compile_scenario(parse(text), cfg.line), load_pin_map()))
     go.wait()
-    expected = round(board.board.script.duration * RATE)
+    expected = round(board.sim.script.duration * RATE)
     try:
         with Catalog.open(data) as catalog, Capture(board) as capture:
             recorder = TimedRecorder(

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from appliance.board import Frame
 from appliance.board.gpio import Gpio
 from appliance.board.pins import PinMap
-from appliance.board.sim import SimBoard
+from appliance.board.sim import SimBoard, VanishingCard
 from appliance.config import Config
 from appliance.errors import AudioDeviceError
 from appliance.recorder import serve
@@ -27,40 +26,14 @@ from appliance.vault.catalog import Catalog
 CALL = "ring 1\nwait 1\noffhook\nwait 3\npress 1\nspeech 6\nonhook\nwait 3\n"
 
 
-class Vanishing:
-    """A board whose audio device disappears after `frames` frames (None: never)."""
-
-    def __init__(self, board: SimBoard, frames: int | None = None) -> None:
-        self.board, self.frames = board, frames
-        self.name = board.name
-        self.gpio = board.gpio
-
-    def initial_levels(self) -> dict[str, bool]:
-        return self.board.initial_levels()
-
-    def read(self) -> Frame | None:
-        if self.frames is not None:
-            if self.frames == 0:
-                raise AudioDeviceError("capture on 'hw:CARD=Line' failed: No such device")
-            self.frames -= 1
-        return self.board.read()
-
-    def play(self, samples) -> float:  # type: ignore[no-untyped-def]
-        return self.board.play(samples)
-
-    def set_led(self, name: str, on: bool) -> None:
-        self.board.set_led(name, on)
-
-    def close(self) -> None:
-        self.board.close()
-
-
-def _boards(stop: threading.Event, *boards: Callable[[], Vanishing]) -> Callable[[], Vanishing]:
+def _boards(
+    stop: threading.Event, *boards: Callable[[], VanishingCard]
+) -> Callable[[], VanishingCard]:
     """`open_board` for `serve`: each call the next board (or its error); when none is
     left, the test is over: stop, and the card is gone."""
     queue = list(boards)
 
-    def open_board() -> Vanishing:
+    def open_board() -> VanishingCard:
         if not queue:
             stop.set()
             raise AudioDeviceError("the test is over")
@@ -69,7 +42,7 @@ def _boards(stop: threading.Event, *boards: Callable[[], Vanishing]) -> Callable
     return open_board
 
 
-def _missing() -> Vanishing:
+def _missing() -> VanishingCard:
     raise AudioDeviceError("cannot open capture device 'hw:CARD=Line': No such device")
 
 
@@ -106,7 +79,7 @@ def test_a_missing_audio_device_is_waited_out_then_the_call_is_recorded(
     config = _config(cfg, tmp_path)
     keys.init_keys(tmp_path)
     stop, lit = threading.Event(), []
-    line = _boards(stop, _missing, _missing, lambda: Vanishing(_sim_board(config, pin_map)))
+    line = _boards(stop, _missing, _missing, lambda: VanishingCard(_sim_board(config, pin_map)))
     serve(config, line, lambda: _panel(pin_map, lit), stop, retry_every=0.05)
     assert lit == [True, True, True]  # fault lit while it waited, twice, and at the end
     with Catalog.open(tmp_path) as catalog:
@@ -125,8 +98,8 @@ def test_audio_vanishing_mid_call_finalises_the_recording_and_retries(
     stop, lit, quiet = threading.Event(), [], "wait 2\n"
     line = _boards(
         stop,
-        lambda: Vanishing(_sim_board(config, pin_map), 350),  # gone 3 s into the recording
-        lambda: Vanishing(_sim_board(config, pin_map, quiet)),  # back
+        lambda: VanishingCard(_sim_board(config, pin_map), 350),  # gone 3 s into the recording
+        lambda: VanishingCard(_sim_board(config, pin_map, quiet)),  # back
     )
     serve(config, line, lambda: _panel(pin_map, lit), stop, retry_every=0.05)
     assert lit == [True, True]
@@ -147,7 +120,7 @@ def test_no_keys_yet_is_a_fault_until_setup_makes_them(
             keys.init_keys(tmp_path)
         return _panel(pin_map, lit)
 
-    line = _boards(stop, lambda: Vanishing(_sim_board(config, pin_map)))
+    line = _boards(stop, lambda: VanishingCard(_sim_board(config, pin_map)))
     serve(config, line, panel, stop, retry_every=0.05)
     assert lit == [True, True, True, True]
     with Catalog.open(tmp_path) as catalog:
@@ -188,7 +161,7 @@ def test_a_board_error_reaches_the_main_loop_after_the_frames_before_it(
     cfg: Config, pin_map: PinMap, tmp_path: Path
 ) -> None:
     config = _config(cfg, tmp_path)
-    board = Vanishing(_sim_board(config, pin_map), 20)
+    board = VanishingCard(_sim_board(config, pin_map), 20)
     with Capture(board) as capture:
         frames = [capture.read() for _ in range(20)]
         with pytest.raises(AudioDeviceError):
