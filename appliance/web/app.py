@@ -873,7 +873,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("business_name", "Business name (said in the announcement)", ""),
+    Setting("business_name", "Business name (said by announcements made from it)", ""),
     Setting("consent.profile", "Consent profile", "opt-in"),
     Setting("consent.mute_max_s", "Longest mute, in seconds", 600),
     Setting("retention.days", "Keep recordings for, in days", 90),
@@ -932,10 +932,17 @@ async def settings_page(request: Request, session: Session) -> Response:
         lambda: {s.key: web.catalog().setting(s.key, s.default) for s in SETTINGS}
     )
     saved = request.query_params.get("saved") == "1"
+    unnamed = request.query_params.get("unnamed") == "1"
     return render(
         request,
         "settings.html",
-        {"values": values, "settings": SETTINGS, "profiles": PROFILES, "saved": saved},
+        {
+            "values": values,
+            "settings": SETTINGS,
+            "profiles": PROFILES,
+            "saved": saved,
+            "unnamed": unnamed,
+        },
     )
 
 
@@ -944,14 +951,24 @@ async def save_settings(request: Request, session: Session) -> Response:
     web: Web = request.app.state.web
     new = parse_settings(request.state.form)
 
-    def work() -> None:
+    def work() -> list[str]:
         catalog = web.catalog()
+        renamed = catalog.setting("business_name", "") != new["business_name"]
         with catalog.write():  # all or nothing; each change audited by set_setting
             for setting in SETTINGS:
                 if catalog.setting(setting.key, setting.default) != new[setting.key]:
                     catalog.set_setting(setting.key, new[setting.key], by=session.user)
+        if not renamed:
+            return []
+        named = announcements.named(web.data_dir)
+        return announcements.say_business(
+            web.data_dir, catalog, session.user, new["business_name"], named
+        )
 
-    await run_in_threadpool(work)
+    failed = await run_in_threadpool(work)
+    if failed:
+        log.error("announcements not made again for the new business name: %s", failed)
+        return RedirectResponse("/settings?saved=1&unnamed=1", 303)
     return RedirectResponse("/settings?saved=1", 303)
 
 
@@ -1076,15 +1093,19 @@ async def clock_request(request: Request, session: Session) -> Response:
 ANNOUNCED = {
     "stored": "Stored. The recorder plays it from the next call on.",
     "restored": "The shipped announcement plays again.",
+    "named": "Made, naming the business. The recorder plays it from the next call on.",
 }
 
 
 async def _announcements_form(request: Request, error: str = "", status: int = 200) -> Response:
     web: Web = request.app.state.web
     own = {p: announcements.own_file(web.data_dir, p).is_file() for p in announcements.PROFILES}
+    business = await run_in_threadpool(lambda: web.catalog().setting("business_name", ""))
     context = {
         "profiles": announcements.PROFILES,
         "own": own,
+        "named": announcements.named(web.data_dir),
+        "business": business,
         "limit": announce.MAX_SECONDS,
         "max_mb": announcements.MAX_UPLOAD // 2**20,
         "done": ANNOUNCED.get(request.query_params.get("done", ""), ""),
@@ -1137,6 +1158,26 @@ async def announcement_upload(request: Request, session: Session) -> Response:
     except announcements.Refused as exc:
         return await _announcements_form(request, _vault_message(exc), 400)
     return RedirectResponse("/announcements?done=stored", 303)
+
+
+@guarded(ADMIN)
+async def announcement_named(request: Request, session: Session) -> Response:
+    """One profile's announcement spoken by espeak-ng with the business name (Settings),
+    stored like an upload; it follows the name when the name changes. Audited."""
+    web: Web = request.app.state.web
+    profile = _profile_of(_text(request.state.form, "profile", 20))
+
+    def work() -> list[str]:
+        catalog = web.catalog()
+        business = catalog.setting("business_name", "")
+        if not business:
+            return ["there is no business name to say: set it under Settings first"]
+        return announcements.say_business(web.data_dir, catalog, session.user, business, [profile])
+
+    failed = await run_in_threadpool(work)
+    if failed:
+        return await _announcements_form(request, "; ".join(failed), 400)
+    return RedirectResponse("/announcements?done=named", 303)
 
 
 @guarded(ADMIN)
@@ -1528,6 +1569,14 @@ async def setup_submit(request: Request) -> Response:
     except ApplianceError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         return _setup_form(request, window, fresh, f"{exc}{hint}", 400)
+    if business and done.with_keys:  # the announcements say whose line it is
+        failed = await run_in_threadpool(
+            lambda: announcements.say_business(
+                web.data_dir, web.catalog(), name, business, announcements.PROFILES
+            )
+        )
+        if failed:
+            log.error("setup: announcements naming the business not made: %s", failed)
     response = render(request, "setup_done.html", {"done": done})
     response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
@@ -1577,6 +1626,7 @@ ROUTES: list[BaseRoute] = [
         max_body_size=announcements.MAX_UPLOAD + 64 * 1024,
     ),
     Route("/announcements/restore", announcement_restore, methods=["POST"]),
+    Route("/announcements/named", announcement_named, methods=["POST"]),
     Route("/announcements/{profile}.wav", announcement_preview, methods=["GET"]),
     Route("/update", update_page, methods=["GET"]),
     Route(

@@ -111,3 +111,53 @@ def test_hostile_uploads_get_a_4xx_and_change_nothing(as_role, dataset) -> None:
     assert forged.status_code == 403
     assert not (dataset.data / "announcements").exists()
     assert audit(dataset.data) == []
+
+
+def settings_form(token: str, business: str) -> dict[str, str]:
+    return {
+        "csrf": token,
+        "business_name": business,
+        "consent.profile": "opt-in",
+        "consent.mute_max_s": "600",
+        "retention.days": "90",
+        "consent.never_announce": "",
+    }
+
+
+def test_an_announcement_names_the_business_and_follows_its_name(as_role, dataset) -> None:
+    client, token = as_role("admin")
+    refused = client.post("/announcements/named", data={"csrf": token, "profile": "opt-in"})
+    assert refused.status_code == 400 and "no business name" in refused.text
+    assert client.post("/settings", data=settings_form(token, "Acme Plumbing")).status_code == 303
+    page = client.get("/announcements").text
+    assert 'id="source-opt-in">shipped' in page and "Say “Acme Plumbing”" in page
+    made = client.post("/announcements/named", data={"csrf": token, "profile": "opt-in"})
+    assert made.status_code == 303 and made.headers["location"] == "/announcements?done=named"
+    stored = dataset.data / "announcements" / "opt-in.wav"
+    first = stored.read_bytes()
+    _, said = decode_wav(first)
+    _, shipped = decode_wav(SHIPPED.read_bytes())
+    assert said.size != shipped.size and said.size / 8000 <= announce.MAX_SECONDS["opt-in"]
+    assert talk_off(said) == []
+    assert announce.load_announcement("opt-in", stored.parent).size == said.size  # it plays
+    page = client.get("/announcements?done=named").text
+    assert 'id="source-opt-in">names “Acme Plumbing”' in page
+    assert 'id="source-notice">shipped' in page and 'id="name-opt-in"' not in page
+
+    # A new name: the announcement made from the old one says the new one.
+    assert client.post("/settings", data=settings_form(token, "Zenith Dental")).status_code == 303
+    assert stored.read_bytes() != first
+    assert 'id="source-opt-in">names “Zenith Dental”' in client.get("/announcements").text
+    # No name: it names nobody, so the shipped one plays again; an upload is never touched.
+    assert upload(client, token, encode_wav(speech_16k(), 16000), "notice").status_code == 303
+    own = (dataset.data / "announcements" / "notice.wav").read_bytes()
+    assert client.post("/settings", data=settings_form(token, "")).status_code == 303
+    assert not stored.exists()
+    assert client.get("/announcements/opt-in.wav").content == SHIPPED.read_bytes()
+    assert (dataset.data / "announcements" / "notice.wav").read_bytes() == own
+    assert audit(dataset.data) == [
+        ("ada", "announcement.named", "opt-in"),
+        ("ada", "announcement.named", "opt-in"),
+        ("ada", "announcement.upload", "notice"),
+        ("ada", "announcement.restore", "opt-in"),
+    ]

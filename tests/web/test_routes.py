@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/announcements"): {"admin"},
     ("POST", "/announcements"): {"admin"},
     ("POST", "/announcements/restore"): {"admin"},
+    ("POST", "/announcements/named"): {"admin"},
     ("GET", "/announcements/{profile}.wav"): {"admin"},
     ("GET", "/update"): {"admin"},
     ("POST", "/update"): {"admin"},
@@ -92,6 +93,7 @@ FORMS: dict[str, dict[str, str]] = {
     "/keys/rotate": {},
     "/clock": {"epoch": "1800000000"},
     "/announcements/restore": {"profile": "opt-in"},
+    "/announcements/named": {"profile": "opt-in"},
     "/announcements": {"profile": "opt-in"},  # with the shipped announcement as its file
     "/update": {},  # with a bundle signed by UPDATE_KEY as its file
     "/update/apply": {"bundle": "canary-2.0.0.bundle"},  # the one uploaded just before
@@ -155,6 +157,7 @@ def test_each_role_gets_exactly_its_routes(site: Site, dataset) -> None:
     recording = dataset.data / "recordings" / f"{CALL}.age"
     with Catalog.open(dataset.data) as catalog:  # /clock is offered only on such a box
         catalog.publish_status("recorder", {"faults": {"clock": "not synchronised"}})
+        catalog.set_setting("business_name", "Acme", by="owner")  # /announcements/named says it
         # a bundle waits for /update/discard; /update stores the one /update/apply asks for
         site.web.updater = updates.Updater(dataset.data.parent / "opt", (UPDATE_KEY.public_key(),))
         temp, out = inbox.incoming(dataset.data)

@@ -14,7 +14,7 @@ from appliance.cli import main
 from appliance.vault import keys
 from appliance.vault.age import Identity, parse_identities
 from appliance.vault.catalog import Catalog
-from appliance.web import setup, tls
+from appliance.web import announcements, setup, tls
 from appliance.web.app import Web, create_app
 from appliance.web.sessions import LoginGate, SessionStore
 
@@ -75,6 +75,9 @@ def test_setup_with_a_one_time_code_makes_keys_and_the_first_admin(fresh, capsys
         assert catalog.user("owner")["role"] == "admin"  # type: ignore[index]
         assert catalog.setting("business_name") == "Acme Plumbing"
         assert not setup.code_pending(catalog)
+        named = [e.target for e in catalog.audit_entries() if e.action == "announcement.named"]
+    assert named == list(announcements.PROFILES)  # every announcement says whose line it is
+    assert announcements.named(data) == dict.fromkeys(announcements.PROFILES, "Acme Plumbing")
     assert recovery.encode() not in "".join(
         p.read_text(errors="replace") for p in data.rglob("*") if p.is_file()
     )
