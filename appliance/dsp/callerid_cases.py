@@ -274,6 +274,9 @@ GRIDS: dict[str, dict[str, list[Impairments]]] = {
     "test": {
         "level -40..-3 dBFS": [Impairments(level_dbfs=v) for v in (-40.0, -3.0)],
         "noise 12 dB SNR": [Impairments(level_dbfs=v, snr_db=12.0) for v in (-40.0, -15.0)],
+        "noise 12 dB SNR, long loop": [
+            Impairments(level_dbfs=v, snr_db=12.0, loop="long") for v in (-40.0, -10.0)
+        ],
         "frequency ±2 %": [Impairments(freq_error=v) for v in (0.02, -0.02)],
         "baud ±1 %": [Impairments(baud_error=v) for v in (0.01, -0.01)],
         "gaps 0-10 marks": [Impairments(gap_bits=10)],
@@ -309,6 +312,9 @@ def bench_grid() -> dict[str, list[Impairments]]:
         "noise 12 dB SNR": [Impairments(level_dbfs=v, snr_db=12.0) for v in levels],
         "noise 12 dB SNR, band-pass, µ-law": [
             Impairments(level_dbfs=v, snr_db=12.0, loop="band", ulaw=True) for v in levels
+        ],
+        "noise 12 dB SNR, long loop": [
+            Impairments(level_dbfs=v, snr_db=12.0, loop="long") for v in levels
         ],
         "frequency ±2 %": [Impairments(freq_error=v) for v in (-0.02, -0.01, 0.01, 0.02)],
         "frequency ±2 %, 12 dB SNR": [

@@ -10,17 +10,24 @@ Both formats share the 1700 Hz centre (Bell 202: mark 1200, space 2200 Hz; V.23:
 1300, space 2100 Hz). The line is mixed down by 1700 Hz and low-passed (which also takes
 out mains hum, ringing and the mirror image); the phase advance between samples gives
 the instantaneous frequency, whatever the level. A burst starts after a steady mark (20
-ms or more at 1140-1360 Hz, which also tells Bell 202 from V.23), so noise and speech
-rarely open one. The bits are then read by energy, not by frequency: the baseband is
-correlated with the mark and the space tone over about a bit, and each energy is scaled
-between its level when that tone is off and when it is on, learnt from the steady mark,
-the first start bit and then every bit read. A long loop that takes 7 dB more from the
-space than from the mark, or 12 dB SNR, leaves the decision centred. Each character is
-timed from its start edge, refined by all its transitions (which absorbs baud-rate error
-and extra stop bits between characters), and read at the bit centres. It counts only if
-its start bit is space, its stop bit mark, every bit clearly on one side and the carrier
-still there; the burst ends at the first character that fails or does not come. What
-the bytes mean, and so when a frame is complete, is the caller's business (`need`).
+ms or more at 1140-1360 Hz, a sample or two of noise inside it forgiven; the mark also
+tells Bell 202 from V.23), so noise and speech rarely open one. The bits are then read
+by energy, not by frequency: the baseband is correlated with the mark and the space tone
+over about a bit, and each energy is scaled between its level when that tone is off and
+when it is on, learnt from the steady mark, the first start bit and then every bit read.
+A long loop takes 7 dB more from the space than from the mark, and the louder mark then
+leaks into the space's correlator at every bit edge: a two-tap equaliser, set from the
+same first levels, brings the space up to the mark before the correlators, so 12 dB SNR
+on such a loop still leaves every bit clear. The first start edge is where that
+decision steps up (the discriminator lags on a tilted line); each character is timed
+from its start edge, refined by all its transitions (which absorbs baud-rate error and
+extra stop bits between characters) and by the timing that reads its bits most clearly,
+and read at the bit centres. It counts only if its start bit is space, its stop bit
+mark, every bit clearly on one side (one doubtful bit a burst is read by its sign, as
+the checksum catches it if wrong) and the carrier still there; the last one's stop bit
+must hold to near its end (a burst cut off inside it is a cut-off). The burst ends at
+the first character that fails or does not come. What the bytes mean, and so when a
+frame is complete, is the caller's business (`need`).
 
 Pure: time is the sample count at 8 kHz. Quiet 50 ms blocks (no neighbour louder than
 -56 dBFS) are not demodulated, so an idle line costs almost nothing; the blocks sit on
@@ -30,6 +37,7 @@ gives exactly what the whole signal gives.
 """
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -77,7 +85,17 @@ MIN_LEVEL_DBFS = -50.0
 CARRIER_DROP_DB = 12.0
 """A character this much weaker than the mark before it means the carrier went away."""
 CONFIDENCE = 0.15
-"""Every bit of a character at least this far from the threshold (a clean bit is ~1)."""
+"""Every bit of a character at least this far from the threshold (a clean bit is ~1)..."""
+WEAK_BITS = 1
+"""...but for this many in a burst: a start bit, or a data bit after the first two
+characters (the message type and length). The checksum makes the bytes sum to 0 modulo
+256, which one wrong data bit (a change of 2**k, k < 8) can never keep, so one doubtful
+bit read by its sign cannot let a wrong message through (a start bit carries no data);
+a second could, and fails the character."""
+STOP_LATE = 9.7
+"""Bits from a frame's last start edge to where its stop bit is taken again..."""
+STOP_HELD = 0.35
+"""...and the least share of the mark tone's level (between off and on) it must show."""
 
 _ORDER_MAX = 1 << 15  # samples demodulated per pass: bounds memory on whole files
 _OSC_PERIOD = 80  # 1700 / 8000 = 17 / 80: the oscillator repeats every 80 samples
@@ -96,6 +114,7 @@ GATE = 400
 QUIET_DBFS = -56.0
 """A block below this level (a sine's, against full scale) is quiet: no carrier in it."""
 _QUIET = sine_amplitude(QUIET_DBFS, 0.0) ** 2 / 2
+_OPEN_AHEAD = 48  # samples after a steady mark's end that opening a burst looks at
 _KEEP = 4 * RATE  # samples of history kept while a burst is open (the longest frame ~3 s)
 
 
@@ -105,6 +124,7 @@ def _hz(d: float) -> float:
 
 
 _MARK_ON = -0.1  # a sample is "mark" for the steady-mark search below this (~1573 Hz)
+_GLITCH = 2  # samples off mark that do not end a steady mark
 
 
 def async_bits(data: bytes, stop_bits: int | Sequence[int] = 1) -> NDArray[np.uint8]:
@@ -187,8 +207,11 @@ class _Burst:
     """Sums of the energies seen so far, in the order of `levels` (running means: a long
     message costs no more per character than a short one)."""
     counts: list[int] = field(default_factory=lambda: [0] * 4)
+    tilt: tuple[complex, complex] = (1.0, 0.0)
+    """Taps of the baseband equaliser that brings the space tone up to the mark's level."""
     dec: _Decisions | None = None
     data: bytearray = field(default_factory=bytearray)
+    weak: int = 0  # bits read so far nearer the threshold than CONFIDENCE
     last: float = 0.0  # leading edge of the last character read
     search: float | None = None  # look for the next start edge after this
 
@@ -345,10 +368,15 @@ class FskReceiver:
         stops = flips[~mark[flips]] + lo
         if mark[0]:
             starts = np.concatenate(([lo], starts))
+        # A sample or two off mark inside a run is noise (a start bit is longer): join.
+        m = min(stops.size, starts.size - 1)
+        join = starts[1 : m + 1] - stops[:m] <= _GLITCH
+        starts = np.concatenate((starts[:1], starts[1 : m + 1][~join], starts[m + 1 :]))
+        stops = np.concatenate((stops[:m][~join], stops[m:]))
         open_start = int(starts[-1]) if starts.size > stops.size else None
         for k in np.flatnonzero(stops - starts[: stops.size] >= MIN_MARK).tolist():
             start, stop = int(starts[k]), int(stops[k])
-            if stop + 3 > end:  # its end edge has not fully arrived
+            if stop + _OPEN_AHEAD > end:  # its end edge and first bits have not all arrived
                 open_start = start
                 break
             if self._open(start, stop):
@@ -364,18 +392,45 @@ class FskReceiver:
         mark_hz = _hz(float(np.median(self._d[steady])))
         if not MARK_RANGE_HZ[0] <= mark_hz <= MARK_RANGE_HZ[1]:
             return False
-        edge = self._rising_edge(self._d, base, stop - 2, stop + 3)
+        edge = self._rising_edge(self._d, base, stop - 2, stop + 10)
         if edge is None:
             return False
         fmt = BELL202 if mark_hz < 1250.0 else V23
         burst = _Burst(run_start, edge, edge, fmt, mark_hz, float(np.mean(self._e[steady])))
         # The tones' own levels (a long loop takes more from the space): the steady mark,
-        # and the first start bit (every message type begins with two space bits).
+        # and the first start bit (every message type begins with two space bits). The
+        # line's tilt between them is then undone (`_tilt`) and the levels taken again.
+        if not self._first_levels(burst, stop):
+            return False
+        space_on, space_off, mark_on, mark_off = burst.levels
+        burst.tilt = _tilt(fmt, float(np.sqrt((mark_on - mark_off) / (space_on - space_off))))
+        burst.dec = None
+        if not self._first_levels(burst, stop):
+            return False
+        # The discriminator's edge lags on such a line (the louder mark holds the frequency
+        # down): the start edge is where the levelled decision steps up, the levels are
+        # taken again from there, and the edge found again with them.
+        for reach in (12, 3):
+            dec = self._decisions(burst)
+            d, origin = self._window(burst, dec, int(edge) - reach - 16, int(edge) + 22)
+            found = _step_edge(d, origin, int(edge) - reach, int(edge) + 6)
+            if found is None:
+                return False
+            burst.edge = edge = found
+            if not self._first_levels(burst, stop):
+                return False
+        burst.first = edge
+        self._burst = burst
+        return True
+
+    def _first_levels(self, burst: _Burst, stop: int) -> bool:
+        """Each tone's levels from the steady mark before `stop` and the first start bit;
+        False if either tone does not stand clear of its off level."""
         dec = self._decisions(burst)
-        width = _WIDTH[fmt.name]
-        lo = int(edge) - dec.start
+        width = _WIDTH[burst.fmt.name]
+        lo = int(burst.edge) - dec.start
         inside = slice(lo + width // 2 + 1, lo + int(2 * BIT) - width // 2 + 1)
-        mark = slice(max(run_start, stop - MIN_MARK) - dec.start, stop - dec.start)
+        mark = slice(max(burst.run_start, stop - MIN_MARK) - dec.start, stop - dec.start)
         first_space, first_mark = dec.space[inside], dec.mark[inside]
         if not first_space.size:
             return False
@@ -393,15 +448,7 @@ class FskReceiver:
             burst.sums[3] / burst.counts[3],
         )
         space_on, space_off, mark_on, mark_off = burst.levels
-        if space_on <= 2 * space_off or mark_on <= 2 * mark_off:
-            return False
-        d, origin = self._window(burst, dec, int(edge) - 5, int(edge) + 6)
-        first = self._rising_edge(d, origin, int(edge) - 4, int(edge) + 5)
-        if first is None:
-            return False
-        burst.first = burst.edge = first
-        self._burst = burst
-        return True
+        return space_on > 2 * space_off and mark_on > 2 * mark_off
 
     def _decisions(self, burst: _Burst) -> _Decisions:
         """The mark and space tone energies since the burst's mark began, from the stored
@@ -411,6 +458,10 @@ class FskReceiver:
             return burst.dec
         start = max(self._base, burst.run_start - 16)
         z = self._z[start - self._base :]
+        h0, h1 = burst.tilt
+        if h1:
+            before = self._z[start - self._base - 1] if start > self._base else 0
+            z = (h0 * z + h1 * np.concatenate(([before], z[:-1]))).astype(np.complex64)
         width = _WIDTH[burst.fmt.name]
         half = width // 2
         n = np.arange(z.size)
@@ -511,15 +562,24 @@ class FskReceiver:
             self._learn_levels(burst, dec, centres, v > 0, commit=False)
             d, _ = self._window(burst, dec, origin, origin + d.size)
             edge = _retime(edge, np.interp(centres, grid, d), d, origin)
+            edge = _fit_timing(edge, d, grid)
             centres = edge + (np.arange(10) + 0.5) * BIT
             v = np.interp(centres, grid, d)
             span = slice(int(edge) - base, int(edge + 10 * BIT) - base)
+            # One doubtful bit a burst is read by its sign: a start bit, or a data bit past
+            # the message type and length. The stop bit is never doubtful (it tells that
+            # the carrier lasted to the end of the character).
+            weak_data = int(np.count_nonzero(np.abs(v[1:9]) < CONFIDENCE))
+            weak = weak_data + int(v[0] < CONFIDENCE)
             if (
-                v[9] >= 0
-                or float(np.min(np.abs(v))) < CONFIDENCE
+                v[0] <= 0
+                or v[9] > -CONFIDENCE
+                or (weak_data and len(burst.data) < 2)
+                or burst.weak + weak > WEAK_BITS
                 or float(np.mean(self._e[span])) < burst.mark_e * 10 ** (-CARRIER_DROP_DB / 10)
             ):
                 return "fail"
+            burst.weak += weak
             burst.data.append(sum(1 << i for i in range(8) if v[i + 1] < 0))
             self._learn_levels(burst, dec, centres, v > 0, commit=True)
             total = self._need(bytes(burst.data))
@@ -527,9 +587,25 @@ class FskReceiver:
                 return "fail"
             burst.last = edge
             if len(burst.data) >= total:
+                if not self._stop_holds(burst, dec, edge):
+                    return "fail"
                 burst.edge = edge + 10 * BIT
                 return "done"
             burst.search = edge + 9.5 * BIT
+
+    @staticmethod
+    def _stop_holds(burst: _Burst, dec: _Decisions, edge: float) -> bool:
+        """Whether the last character's stop bit lasts to (nearly) its end.
+
+        Read at its centre, a stop bit cut off halfway still looks like mark, and the
+        message would be whole but for it: a cut-off all the same. The mark tone is
+        taken again late in the bit, whose window then reaches past its end: a whole
+        bit, whatever follows it (more mark, silence, noise), keeps it at about half
+        its level or more; a bit cut short by a fifth or more leaves it at a third or less."""
+        at = edge + STOP_LATE * BIT - dec.start
+        mark = float(np.interp(at, np.arange(dec.mark.size), dec.mark))
+        _space_on, _space_off, mark_on, mark_off = burst.levels
+        return (mark - mark_off) / (mark_on - mark_off) >= STOP_HELD
 
     def _frame(self, burst: _Burst) -> FskFrame:
         return FskFrame(
@@ -548,19 +624,71 @@ def _retime(edge: float, v: Array, d: Array, origin: int) -> float:
     decision changes sign, within half a bit of where the first edge puts it) together
     place it several times more precisely."""
     offsets = [edge]
-    bits = v > 0
+    bits = (v > 0).tolist()
     for k in range(9):
         if bits[k] == bits[k + 1]:
             continue
-        lo = int(np.floor(edge + (k + 0.5) * BIT)) - origin
-        seg = d[lo : lo + int(np.ceil(BIT)) + 1]
-        sign = seg > 0
-        flip = np.flatnonzero(sign[:-1] != sign[1:])
-        if flip.size == 1:
-            i = int(flip[0])
-            a, b = float(seg[i]), float(seg[i + 1])
+        lo = math.floor(edge + (k + 0.5) * BIT) - origin
+        seg = d[lo : lo + _SEG].tolist()  # a few values: plain floats are quicker
+        flips = [i for i in range(len(seg) - 1) if (seg[i] > 0) != (seg[i + 1] > 0)]
+        if len(flips) == 1:
+            i = flips[0]
+            a, b = seg[i], seg[i + 1]
             offsets.append(origin + lo + i + a / (a - b) - (k + 1) * BIT)
     return float(np.mean(offsets))
+
+
+_SEG = int(np.ceil(BIT)) + 1  # samples searched for one transition's crossing
+_SHIFTS = np.arange(-2.0, 2.01, 0.25)
+_FRAME = np.array([1.0, *[0.0] * 8, -1.0])  # start bit space, stop bit mark
+
+
+def _fit_timing(edge: float, d: Array, grid: NDArray[np.int64]) -> float:
+    """The start edge, within two samples of `edge`, that reads the character most clearly.
+
+    One noisy crossing (or a glitch just before the start bit) can put the edge a few
+    samples off; the sum of every bit's distance from the threshold, the start bit's
+    and stop bit's on their own side, peaks where the bit centres are."""
+    centres = edge + _SHIFTS[:, None] + (np.arange(10) + 0.5) * BIT
+    v = np.interp(centres, grid, d)
+    score = np.where(_FRAME == 0.0, np.abs(v), v * _FRAME).sum(axis=1)
+    return edge + float(_SHIFTS[int(np.argmax(score))])
+
+
+def _step_edge(d: Array, origin: int, lo: int, hi: int) -> float | None:
+    """The rising edge of a start bit in [lo, hi) of `d` (first value at sample `origin`):
+    where two bits after it stand highest above two bits before it (each value taken no
+    further than a clean bit's, so that levels still rough cannot pull it onto a louder
+    bit further on), placed to a fraction of a sample by the nearest crossing of 0. None
+    if `d` does not reach that far."""
+    n = round(2 * BIT)
+    a, b = lo - n - origin, hi + n - origin
+    if a < 0 or b > d.size:
+        return None
+    c = np.concatenate(([0.0], np.cumsum(np.clip(d[a:b], -1.0, 1.0))))
+    k = np.arange(n, n + hi - lo)
+    score = c[k + n] - 2 * c[k] + c[k - n]
+    at = lo + int(np.argmax(score))  # the step lies between samples at - 1 and at
+    seg = d[at - 3 - origin : at + 3 - origin]
+    up = np.flatnonzero((seg[:-1] < 0) & (seg[1:] >= 0))
+    if up.size == 0:
+        return at - 0.5
+    i = int(up[np.argmin(np.abs(up - 2.5))])
+    return at - 3 + i + float(seg[i] / (seg[i] - seg[i + 1]))
+
+
+def _tilt(fmt: FskFormat, gain: float) -> tuple[complex, complex]:
+    """A two-tap baseband filter with gain 1 at the mark and `gain` at the space.
+
+    A long loop's treble loss leaves the space several dB under the mark; each tone's
+    correlator then sees the louder mark leak in at every bit edge, which blurs the space
+    bits. Levelling the tones first keeps the leak as small as on a flat line."""
+    gain = float(np.clip(gain, 0.25, 4.0))
+    mark, space = (
+        np.exp(-2j * np.pi * (hz - CENTER_HZ) / RATE) for hz in (fmt.mark_hz, fmt.space_hz)
+    )
+    h1 = (1.0 - gain) / (mark - space)
+    return complex(1.0 - h1 * mark), complex(h1)
 
 
 def _runs(flags: NDArray[np.bool_]) -> list[tuple[bool, int]]:

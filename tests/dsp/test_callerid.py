@@ -17,6 +17,7 @@ from appliance.dsp.callerid import (
     dtmf_clip_signal,
     format_message,
     fsk_message_bytes,
+    fsk_signal,
     parse_clip,
     parse_fsk_message,
     standards_for,
@@ -146,6 +147,20 @@ def test_board_time_and_a_gap_in_the_feed() -> None:
     half = 8000  # the message runs from 0.9 to 1.1 s
     assert rx.feed(x[:half], at=0.0) == []
     assert rx.feed(x[half:], at=50.0) + rx.flush() == []
+
+
+@pytest.mark.parametrize("standard", ["bell202", "v23"])
+def test_the_last_stop_bit_must_last(standard: str) -> None:
+    """A message whose carrier stops at the end of its last stop bit is whole; one cut
+    off inside that bit (every data bit and the checksum there) is a cut-off."""
+    m = MESSAGES[standard][2]
+    data = fsk_message_bytes(m)
+    fmt = BELL202 if standard == "bell202" else V23
+    x = fsk_signal(data, fmt, postamble_bits=0, level_dbm0=-20.0)
+    assert decode(np.concatenate((quiet(0.2), x, quiet(0.3))), standards=[standard]) == [m]
+    for kept in (0.3, 0.6):
+        cut = x[: x.size - round((1 - kept) * 8000 / 1200)]
+        assert decode(np.concatenate((quiet(0.2), cut, quiet(0.3))), standards=[standard]) == []
 
 
 def test_message_ends_before_flush_is_returned_from_feed() -> None:
@@ -294,6 +309,19 @@ def test_generator_errors() -> None:
         fsk_message_bytes(CallerIdMessage("bell202"))
     with pytest.raises(CallerIdError):
         callerid_signal(CallerIdMessage("dtmf", number="1"), type2=True)
+
+
+def test_the_tilt_equaliser_levels_the_two_tones() -> None:
+    """The two-tap filter that undoes a long loop: gain 1 at the mark, the asked gain at
+    the space (mixed down by the 1700 Hz centre, as the demodulator sees them)."""
+    from appliance.dsp.fsk import CENTER_HZ, _tilt
+
+    for fmt in (BELL202, V23):
+        for gain in (0.5, 1.0, 2.3):
+            h0, h1 = _tilt(fmt, gain)
+            for hz, want in ((fmt.mark_hz, 1.0), (fmt.space_hz, gain)):
+                w = 2 * np.pi * (hz - CENTER_HZ) / 8000
+                assert abs(h0 + h1 * np.exp(-1j * w)) == pytest.approx(want)
 
 
 def test_modulator_is_phase_continuous_at_the_right_frequencies() -> None:
