@@ -20,8 +20,10 @@ Debian packages: gcc libspandsp-dev minimodem.
 """
 
 import os
+import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: threads only cost CPU
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # peers
 
 import argparse
 import re
@@ -29,18 +31,17 @@ import resource
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from peers import Row, compile_spandsp, print_table
 
 from appliance.dsp.callerid import (
     STANDARDS,
@@ -207,26 +208,8 @@ class Minimodem(Receiver):
 
 
 def build_spandsp(tmp: Path) -> tuple[SpanDsp | None, str]:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        return None, "gcc is missing (Debian package gcc)"
-    binary = tmp / "spandsp_adsi"
-    build = subprocess.run(
-        [gcc, "-O2", "-o", str(binary), str(HERE / "spandsp_adsi.c"), "-lspandsp"],
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode:
-        why = build.stderr.strip().splitlines()[:2]
-        return None, f"SpanDSP helper did not compile (Debian package libspandsp-dev?): {why}"
-    return SpanDsp(binary), ""
-
-
-@dataclass
-class Row:
-    label: str
-    unit: str
-    values: dict[str, str] = field(default_factory=dict)
+    binary, why = compile_spandsp(HERE / "spandsp_adsi.c", tmp)
+    return (SpanDsp(binary), "") if binary is not None else (None, why)
 
 
 def line_rate(case: Case) -> Array:
@@ -360,18 +343,6 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.process_time() - start
 
 
-def print_table(rows: Sequence[Row], names: Sequence[str]) -> None:
-    label_w = max(len(r.label) for r in rows) + 2
-    unit_w = max(len(r.unit) for r in rows) + 2
-    widths = [max(16, len(n) + 2) for n in names]
-    head = "case".ljust(label_w) + "measure".ljust(unit_w)
-    print(head + "".join(n.rjust(w) for n, w in zip(names, widths, strict=True)))
-    print("-" * (label_w + unit_w + sum(widths)))
-    for r in rows:
-        cells = "".join(r.values.get(n, "-").rjust(w) for n, w in zip(names, widths, strict=True))
-        print(r.label.ljust(label_w) + r.unit.ljust(unit_w) + cells)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases and CPU repeats")
@@ -427,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sum(m == MESSAGES["bell202"][i % 5] for i, m in enumerate(found))
         )
         rows.append(check)
-    print_table(rows, names)
+    print_table(rows, names, 16)
     for note in notes:
         print(f"note: {note}")
     print(f"bench took {time.time() - started:.0f} s")

@@ -16,25 +16,26 @@ asterisk-moh-opsound-wav.
 """
 
 import os
+import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small products: threads only cost CPU
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # peers
 
 import argparse
 import glob
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from peers import Row, compile_spandsp, print_table
 
 from appliance.dsp.dtmf import DtmfReceiver, decode, mask
 from appliance.dsp.echo import EchoCanceller
@@ -122,28 +123,8 @@ class Multimon(Receiver):
 
 
 def build_spandsp(tmp: Path) -> tuple[SpanDsp | None, str]:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        return None, "gcc is missing (Debian package gcc)"
-    binary = tmp / "spandsp_dtmf"
-    build = subprocess.run(
-        [gcc, "-O2", "-o", str(binary), str(HERE / "spandsp_dtmf.c"), "-lspandsp"],
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode:
-        why = build.stderr.strip().splitlines()[:2]
-        return None, f"SpanDSP helper did not compile (Debian package libspandsp-dev?): {why}"
-    return SpanDsp(binary), ""
-
-
-@dataclass
-class Row:
-    """One line of the table: a value per receiver."""
-
-    label: str
-    unit: str
-    values: dict[str, str] = field(default_factory=dict)
+    binary, why = compile_spandsp(HERE / "spandsp_dtmf.c", tmp)
+    return (SpanDsp(binary), "") if binary is not None else (None, why)
 
 
 def family_rows(
@@ -238,18 +219,6 @@ def load(pattern: str) -> Array | None:
         return None
     gap = np.zeros(800)
     return np.concatenate([np.concatenate((read_line_audio(f), gap)) for f in files])
-
-
-def print_table(rows: Sequence[Row], names: Sequence[str]) -> None:
-    label_w = max(len(r.label) for r in rows) + 2
-    unit_w = max(len(r.unit) for r in rows) + 2
-    widths = [max(14, len(n) + 2) for n in names]
-    head = "case".ljust(label_w) + "measure".ljust(unit_w)
-    print(head + "".join(n.rjust(w) for n, w in zip(names, widths, strict=True)))
-    print("-" * (label_w + unit_w + sum(widths)))
-    for r in rows:
-        cells = "".join(r.values.get(n, "-").rjust(w) for n, w in zip(names, widths, strict=True))
-        print(r.label.ljust(label_w) + r.unit.ljust(unit_w) + cells)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
