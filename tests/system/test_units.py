@@ -740,12 +740,15 @@ def as_user(root: Path, user: str, group: str) -> list[str]:
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
 
 
-def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
-    shared_root: Path,
-) -> None:
+def web_asks_the_key_service(
+    shared_root: Path, web_script: str, request_name: str, command: list[str]
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """The web page's side (`web_script`, as its user, keys/ read-only) waits for the key
+    service; once its request is there, the service's command runs as the recorder's user,
+    as the .path unit would start it. (What the web side printed, the service's run.)"""
     data = shared_root / "var/lib/appliance"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    web_side = [sys.executable, "-c", WEB_SIDE, str(data)]
+    web_side = [sys.executable, "-c", web_script, str(data)]
     web = subprocess.Popen(
         [*as_user(shared_root, "appliance-web", "appliance-web"), *web_side],
         stdout=subprocess.PIPE,
@@ -754,20 +757,15 @@ def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
         env=env,
     )
     try:
-        request = data / keyrequest.SETUP / keyrequest.REQUEST
+        request = data / keyrequest.SETUP / request_name
         deadline = time.monotonic() + 60
         while not request.exists():
             assert web.poll() is None, web.communicate()
             assert time.monotonic() < deadline, "the web side wrote no request"
             time.sleep(0.05)
-        # What appliance-setup.path starts: the command of appliance-setup.service.
-        command = ["-m", "appliance", "keys", "init", "--from-request", "--data", str(data)]
+        service_side = [sys.executable, "-m", "appliance", *command, "--data", str(data)]
         service = subprocess.run(
-            [
-                *as_user(shared_root, "appliance-recorder", "appliance-web"),
-                sys.executable,
-                *command,
-            ],
+            [*as_user(shared_root, "appliance-recorder", "appliance-web"), *service_side],
             capture_output=True,
             text=True,
             timeout=120,
@@ -780,6 +778,16 @@ def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
             web.kill()
             web.wait()
     assert web.returncode == 0, err
+    return out, service
+
+
+def test_first_run_keys_made_by_the_key_service_follow_the_ownership_plan(
+    shared_root: Path,
+) -> None:
+    data = shared_root / "var/lib/appliance"
+    out, service = web_asks_the_key_service(
+        shared_root, WEB_SIDE, keyrequest.REQUEST, ["keys", "init", "--from-request"]
+    )
     made = json.loads(out)
     assert [str(r) for r in keys.read_recipients(data)] == [made["device"], made["recovery"]]
     assert "AGE-SECRET-KEY" not in service.stdout + service.stderr
@@ -813,47 +821,9 @@ def test_a_rotation_by_the_key_service_keeps_the_ownership_plan(shared_root: Pat
     created = keys.init_keys(data)  # as root into the skeleton, as a technician would
     with Catalog.open(data) as catalog:
         keys.add_user(data, catalog, "ada", "admin", "violet tractor umbrella", created.authority)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    web = subprocess.Popen(
-        [
-            *as_user(shared_root, "appliance-web", "appliance-web"),
-            sys.executable,
-            "-c",
-            WEB_ROTATES,
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    out, service = web_asks_the_key_service(
+        shared_root, WEB_ROTATES, keyrequest.ROTATE_REQUEST, ["keys", "rotate", "--from-request"]
     )
-    try:
-        request = data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST
-        deadline = time.monotonic() + 60
-        while not request.exists():
-            assert web.poll() is None, web.communicate()
-            assert time.monotonic() < deadline, "the web side wrote no request"
-            time.sleep(0.05)
-        # What appliance-rotate.path starts: the command of appliance-rotate.service.
-        command = ["-m", "appliance", "keys", "rotate", "--from-request", "--data", str(data)]
-        service = subprocess.run(
-            [
-                *as_user(shared_root, "appliance-recorder", "appliance-web"),
-                sys.executable,
-                *command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert service.returncode == 0, service.stderr
-        out, err = web.communicate(timeout=120)
-    finally:
-        if web.poll() is None:
-            web.kill()
-            web.wait()
-    assert web.returncode == 0, err
     made = json.loads(out)
     assert made["keys"] == 2
     recipients = [str(r) for r in keys.read_recipients(data)]
