@@ -27,9 +27,12 @@ with the noise floor (the lowest 80 ms average of the last 3 s; a -60 dBm0 line 
 for the first second) and ignores frames near a tone.
 
 Cost: the low-pass outputs are only read every 10 ms, so those filters run a frame at a
-time (`_chunk_maps`: the same filters, the same numbers to ~1e-12, as matrix products),
-a whole block of chunks goes through each numpy call, and the per-frame Python of the tone
-groups runs only while some group has something to do (bench/progress_bench.py).
+time (`_chunk_maps`: the same filters, the same numbers to ~1e-12, as matrix products), in
+float32 in balanced state coordinates (the powers to a few millionths, event times within
+nanoseconds of float64's), on buffers made once; a whole block of chunks goes through each
+numpy call, and the per-frame Python of the tone groups runs only while some group has
+something to do, and then only at the frames where a tone comes or goes or a period
+reaches its next threshold (bench/progress_bench.py).
 
 Pure: no IO and no clock; time is the sample count / 8000, so the same stream gives the
 same events whatever the block sizes (all filters carry their state, frames sit on
@@ -37,6 +40,8 @@ absolute sample positions, samples are analysed in 100 ms chunks counted from th
 and every matrix product has the same shape whatever the blocks).
 """
 
+import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -56,6 +61,7 @@ except ImportError:  # pragma: no cover - another scipy: the public function, sa
     _sosfilt_inplace = None
 
 Array = NDArray[np.float64]
+Lanes = NDArray[np.float32]  # the mixing and low-pass products, see "Cost" above
 
 ToneKind = Literal[
     "dial", "ringback", "busy", "reorder", "fax_calling", "answer_tone", "call_waiting"
@@ -205,6 +211,29 @@ def _state_space(sos: Array) -> tuple[Array, Array, Array, float]:
     return a, b, c, d
 
 
+def _gramian(a: Array, bb: Array) -> Array:
+    """The sum of a^k bb (a^k)' over all k (by squaring: 2^20 terms, long after the filters'
+    impulse responses have died away)."""
+    w, p = bb, a
+    for _ in range(20):
+        w = w + p @ w @ p.T
+        p = p @ p
+    return w
+
+
+def _balanced(a: Array, b: Array, c: Array, d: float) -> tuple[Array, Array, Array, float]:
+    """The same filter in the state coordinates of its balanced realization, where a state
+    is about as large as what it carries to the output. In those of `sosfilt`, the states of
+    the 16 Hz low-pass are thousands of times its output and cancel in it: float32 products
+    would lose 0.1 % of a power, balanced they lose a few millionths."""
+    lc = np.linalg.cholesky(_gramian(a, np.outer(b, b)))
+    lo = np.linalg.cholesky(_gramian(a.T, np.outer(c, c)))
+    u, s, vt = np.linalg.svd(lo.T @ lc)
+    into = lc @ vt.T / np.sqrt(s)  # balanced coordinates to the old ones
+    back = (u / np.sqrt(s)).T @ lo.T  # and its inverse
+    return back @ a @ into, back @ b, c @ into, d
+
+
 def _chunk_maps(sos: Array) -> tuple[Array, Array]:
     """A low-pass filter whose output is only read at the end of each frame, as two products.
 
@@ -214,7 +243,7 @@ def _chunk_maps(sos: Array) -> tuple[Array, Array]:
     frames to each frame's output and the state at the chunk's end. The same filter as
     `sosfilt` sample by sample (to ~1e-12), for a fraction of the work: the 16 and 64 Hz
     filters need no more than the frame rate out."""
-    a, b, c, d = _state_space(sos)
+    a, b, c, d = _balanced(*_state_space(sos))
     n = a.shape[0]
     powers = [np.eye(n)]
     for _ in range(HOP):
@@ -257,7 +286,9 @@ class _Group:
     then searched in the amplitude trace. The completed on-periods (`ons`, the off-periods
     between them implied) are what cadences are matched against."""
 
-    def __init__(self, channels: list[int], band: int, delay: float, kinds: list[_Kind]) -> None:
+    def __init__(
+        self, channels: list[int], band: int, delay: float, kinds: list[_Kind], history: "_History"
+    ) -> None:
         self.channels = channels
         self.band = band
         self.delay = delay
@@ -269,8 +300,21 @@ class _Group:
         self.first = self.last = self.count = 0
         self.onset: float | None = None
         self.ons: list[tuple[float, float]] = []  # completed on-periods (start, end)
-        self.trace: Array = np.zeros(0)  # amplitude of the last frames
-        self.base = 0  # frame index of trace[0]
+        self.history = history  # the amplitude of the last frames, this group's column
+        self.column = len(history.groups)
+        history.groups.append(self)
+        # The on- or off-period's length below which `_while_on` or `_while_off` would do
+        # nothing (they are not called): found by the last call, forgotten when state changes.
+        self.quiet_on = self.quiet_off = _NEVER
+
+    @property
+    def trace(self) -> Array:
+        return self.history.amplitude()[:, self.column]
+
+    @property
+    def base(self) -> int:
+        """The frame index of `trace[0]`."""
+        return self.history.base
 
     def time(self, frame: float) -> float:
         """The signal time a frame's output stands for (the filter delay taken off)."""
@@ -286,6 +330,7 @@ class _Group:
             self.count += 1
             if self.onset is None and self.count >= MIN_RUN:
                 self.onset = self._rising_edge(f)
+                self.quiet_on = _NEVER
                 self._on_started(self.onset, out)
                 established = True
         elif self.in_run and f - self.last > BRIDGE:
@@ -294,15 +339,57 @@ class _Group:
                 self._on_ended(self.onset, self._falling_edge(f), out)
         if self.in_run and self.onset is not None:
             # Judged at the last frame that held the tone: the run lasts a few frames more.
-            self._while_on(self.onset, self.time(self.last) - self.onset, out)
+            elapsed = self.time(self.last) - self.onset
+            if elapsed >= self.quiet_on:
+                self._while_on(self.onset, elapsed, out)
         elif not self.in_run and self.ons:
-            self._while_off(self.time(f) - self.ons[-1][1], out)
+            elapsed = self.time(f) - self.ons[-1][1]
+            if elapsed >= self.quiet_off:
+                self._while_off(elapsed, out)
         return established
+
+    def wake(self, i: int, first: int, present: list[int]) -> int:
+        """The first frame from `i` (frames counted from `first`) at which `step` may do
+        something, the tone held in the `present` frames (ascending): a frame when the tone
+        comes (or, in a run, when its run ends) or an on- or off-period reaches its next
+        threshold, which is taken a frame early, so rounding never makes it late."""
+        k = bisect_left(present, i)
+        if not self.in_run:
+            wake = present[k] if k < len(present) else _FAR_FRAME
+            if self.ons:
+                wake = min(wake, self._frame_of(self.quiet_off + self.ons[-1][1]) - first)
+            return wake
+        if self.onset is None:
+            return i  # every frame counts until the run is an on-period
+        last = self.last - first
+        for q in present[k:]:  # the run goes on while the gaps are bridged
+            if q > last + BRIDGE + 1:
+                break
+            last = q
+        return min(last + BRIDGE + 1, self._frame_of(self.quiet_on + self.onset) - first)
+
+    def coast(self, first: int, present: list[int], i: int, wake: int) -> None:
+        """Skip frames `i` to `wake` - 1 (counted from `first`), where `wake` says that
+        `step` changes nothing but the run's last frame and count."""
+        if self.in_run:
+            lo, hi = bisect_left(present, i), bisect_left(present, wake)
+            if hi > lo:
+                self.last = first + present[hi - 1]
+                self.count += hi - lo
+
+    def _frame_of(self, t: float) -> int:
+        """A frame before the first whose `time` reaches `t` (-inf: now)."""
+        if t == _NEVER:
+            return -_FAR_FRAME
+        if t == _FAR:
+            return _FAR_FRAME
+        return int(((t + self.delay) * RATE - (HOP - 1)) // HOP) - 1
 
     def interrupt(self, out: list[ProgressEvent]) -> None:
         """Something else is on the line: an off-period in progress is not an off-period."""
         if self.in_run or not self.ons:
             return
+        self.quiet_off = _NEVER
         for k in self.cadenced:
             if k.active:
                 self._end(k, self.ons[-1][1], out)
@@ -353,6 +440,7 @@ class _Group:
 
     def _on_ended(self, onset: float, end: float, out: list[ProgressEvent]) -> None:
         self.ons.append((onset, end))
+        self.quiet_off = _NEVER
         if len(self.ons) > 32:
             del self.ons[:16]
             for k in self.cadenced:
@@ -371,15 +459,21 @@ class _Group:
                 self._match(k, None, out)
 
     def _while_on(self, onset: float, elapsed: float, out: list[ProgressEvent]) -> None:
+        quiet = _FAR
         for k in self.kinds:
             if not k.cadence:
                 if not k.active and elapsed >= k.min_on:
                     out.append(ToneDetected(onset, k.name))
                     k.active = True
+                elif not k.active:
+                    quiet = min(quiet, k.min_on)
             elif k.active:
                 expected = k.cadence[k.pos]
                 if elapsed > expected + _tol(expected):
                     self._end(k, onset + expected, out)
+                else:
+                    quiet = min(quiet, expected + _tol(expected))
+        self.quiet_on = quiet
 
     def _while_off(self, elapsed: float, out: list[ProgressEvent]) -> None:
         engaged = False  # some kind still expects this off-period to end in its cadence
@@ -396,13 +490,26 @@ class _Group:
             self.ons.clear()
             for k in self.cadenced:
                 k.since = 0
+            return
+        # Until the next threshold nothing here can change: an active kind's end, a match's
+        # earliest off-period (the periods themselves stay as they are), forgetting.
+        quiet = self.max_off
+        for k in self.cadenced:
+            if k.active:
+                expected = k.cadence[k.pos]
+                quiet = min(quiet, expected + _tol(expected))
+            elif k.need % 2 == 0:
+                for pos in self._fitting(k):
+                    expected = k.cadence[pos]
+                    quiet = min(quiet, expected - _tol(expected), OFF_SEEN)
+        self.quiet_off = quiet
 
-    def _match(self, k: _Kind, partial: float | None, out: list[ProgressEvent]) -> bool:
-        """Recognise `k` if its latest periods (and the off-period in progress, for an even
-        `need`) fit its cadence from some point of the cycle."""
+    def _fitting(self, k: _Kind) -> list[int]:
+        """The cadence positions that follow `k`'s latest periods, for each point of the
+        cycle from which they fit its cadence (none without enough periods)."""
         ons = (k.need + 1) // 2
         if len(self.ons) - k.since < ons:
-            return False
+            return []
         window = self.ons[-ons:]
         periods: list[float] = []
         for i, (start, end) in enumerate(window):
@@ -410,16 +517,22 @@ class _Group:
             if i + 1 < ons:
                 periods.append(window[i + 1][0] - end)
         cadence, n = k.cadence, len(k.cadence)
-        for r in range(0, n, 2):
-            if not all(_fits(p, cadence[(r + i) % n]) for i, p in enumerate(periods)):
-                continue
-            pos = (r + len(periods)) % n
+        return [
+            (r + len(periods)) % n
+            for r in range(0, n, 2)
+            if all(_fits(p, cadence[(r + i) % n]) for i, p in enumerate(periods))
+        ]
+
+    def _match(self, k: _Kind, partial: float | None, out: list[ProgressEvent]) -> bool:
+        """Recognise `k` if its latest periods (and the off-period in progress, for an even
+        `need`) fit its cadence from some point of the cycle."""
+        for pos in self._fitting(k):
             if partial is not None:
-                expected = cadence[pos]
+                expected = k.cadence[pos]
                 low = min(expected - _tol(expected), OFF_SEEN)
                 if not low <= partial <= expected + _tol(expected):
                     continue
-            out.append(ToneDetected(window[0][0], k.name))
+            out.append(ToneDetected(self.ons[-((k.need + 1) // 2)][0], k.name))
             k.active, k.pos = True, pos
             return True
         return False
@@ -429,6 +542,81 @@ class _Group:
             out.append(ToneEnded(t, k.name))
         k.active = False
         k.since = len(self.ons)
+
+
+class _Work:
+    """The buffers of `ProgressDetector._filter` for `count` chunks, and views of them in
+    the shapes its products take: made once, as making them for one chunk costs about as
+    much as its products."""
+
+    def __init__(self, count: int, chl: int, m: int) -> None:
+        self.lines: Array = np.empty((2, count * CHUNK))
+        self.line: Lanes = np.empty((2, count * CHUNK), dtype=np.float32)
+        self.mix_in = self.line[0].reshape(count, FRAMES, HOP)
+        self.frames = self.line.reshape(2, count, FRAMES, HOP)
+        width = 2 * chl + 2
+        # One buffer, per chunk: its start state, its frame products (frame, class, product),
+        # then what the chunk map makes of them: each frame's output (frame, class) and the
+        # next chunk's start state, where the next chunk's rows begin.
+        state, rows = 2 * (m - 1), 2 * FRAMES * m
+        step = state + rows + 2 * FRAMES
+        buf: Lanes = np.empty((count * step + state, width), dtype=np.float32)
+        chunks = buf[: count * step].reshape(count, step, width)
+        inputs = chunks[:, state : state + rows].reshape(count, FRAMES, 2, m, width)
+        self.start, self.end = buf[:state], buf[count * step :]
+        self.steps = [
+            (
+                buf[k * step : k * step + state + rows],
+                buf[k * step + state + rows : (k + 1) * step + state],
+            )
+            for k in range(count)
+        ]
+        self.mixed: Lanes = np.empty((count, FRAMES, 2 * m * 2 * chl), dtype=np.float32)
+        self.mixed_c = self.mixed.reshape(count, FRAMES, 2, m, 2 * chl).view(np.complex64)
+        self.channels = inputs[..., : 2 * chl].view(np.complex64)
+        squares: Lanes = np.empty((count, 2, FRAMES, HOP), dtype=np.float32)  # chunk x band x frame
+        self.squares = squares.reshape(count, 2 * FRAMES, HOP)
+        self.squares_in = squares.transpose(1, 0, 2, 3)
+        self.band_out: Lanes = np.empty((count, 2 * FRAMES, 2 * m), dtype=np.float32)
+        self.band_lanes = self.band_out.reshape(count, 2, FRAMES, 2, m).transpose(0, 2, 3, 4, 1)
+        self.bands_in = inputs[..., 2 * chl :]
+        self.outputs = chunks[:, state + rows :]
+        self.y: Array = np.empty(self.outputs.shape)
+
+
+class _History:
+    """The amplitude of each group's tone in the frames of the last blocks (at least
+    `_HISTORY` frames before the newest), for the edge searches: worked out only when one
+    is searched, which is rare."""
+
+    def __init__(self) -> None:
+        self.groups: list[_Group] = []
+        # The groups' (up to two) components as columns of the channel powers (the second is
+        # the first again, not counted, for a single tone): set once the groups are made.
+        self.first = self.second = np.zeros(0, dtype=np.intp)
+        self.counted: Array = np.zeros(0)
+        self.blocks: list[tuple[int, Array]] = []  # (first frame, powers)
+        self.held = 0  # frames in the blocks
+        self.base = 0  # the frame of the first row
+        self._amplitude: Array | None = None
+
+    def add(self, first: int, powers: Array) -> None:
+        blocks = self.blocks
+        blocks.append((first, powers))
+        self.held += len(powers)
+        # Drop the oldest while the blocks between it and the newest hold enough.
+        while len(blocks) > 2 and self.held - len(blocks[0][1]) - len(powers) >= _HISTORY:
+            self.held -= len(blocks[0][1])
+            del blocks[0]
+        self.base = blocks[0][0]
+        self._amplitude = None
+
+    def amplitude(self) -> Array:
+        """Frames x groups."""
+        if self._amplitude is None:
+            held = np.concatenate([p for _, p in self.blocks])
+            self._amplitude = np.sqrt(held[:, self.first] + held[:, self.second] * self.counted)
+        return self._amplitude
 
 
 class _Vad:
@@ -453,6 +641,7 @@ class _Vad:
         # them are in. Frames before the first are silent and never judged.
         self._power: Array = np.zeros(2 * VAD_GUARD)
         self._tone: NDArray[np.bool_] = np.zeros(2 * VAD_GUARD, dtype=bool)
+        self._toned = False  # some of them are
         # The last powers that entered the smoothing, oldest first (zeros before the first).
         self._recent: Array = np.zeros(VAD_SMOOTH)
         self._heard = 0
@@ -476,11 +665,12 @@ class _Vad:
         ext_power = np.concatenate((self._power, power))  # frames f0 - 2 * VAD_GUARD on
         self._power = ext_power[power.size :]
         ext_tone = None
-        if tone is not None or self._tone.any():
+        if tone is not None or self._toned:
             ext_tone = np.concatenate(
                 (self._tone, np.zeros(power.size, bool) if tone is None else tone)
             )
             self._tone = ext_tone[power.size :]
+            self._toned = bool(np.count_nonzero(self._tone))
         e0 = max(f0 - VAD_GUARD, VAD_GUARD)  # frames judged now: e0 to e1 - 1
         e1 = self._next - VAD_GUARD
         if e1 <= e0:
@@ -488,7 +678,7 @@ class _Vad:
         i0, i1 = e0 - f0 + 2 * VAD_GUARD, e1 - f0 + 2 * VAD_GUARD  # their place in ext_*
         p = ext_power[i0:i1]
         gated: NDArray[np.bool_] | None = None
-        if ext_tone is not None and ext_tone[i0 - VAD_GUARD :].any():
+        if ext_tone is not None and np.count_nonzero(ext_tone[i0 - VAD_GUARD :]):
             near = np.concatenate(([0], np.cumsum(ext_tone)))  # tone frames up to each
             after, before = (
                 near[i0 + VAD_GUARD + 1 : i1 + VAD_GUARD + 1],
@@ -532,7 +722,7 @@ class _Vad:
 
     def _runs(self, e0: int, voice: NDArray[np.bool_]) -> list[tuple[int, ProgressEvent]]:
         out: list[tuple[int, ProgressEvent]] = []
-        if not self.speaking and not voice.any():  # the quiet line: nothing to walk
+        if not self.speaking and not np.count_nonzero(voice):  # the quiet line: nothing to walk
             self.streak = 0
             return out
         edges = np.flatnonzero(voice[1:] != voice[:-1]) + 1
@@ -562,6 +752,8 @@ class _Vad:
 
 
 _SNR = float(10.0 ** (VAD_SNR_DB / 10.0))
+_NEVER, _FAR = float("-inf"), float("inf")
+_FAR_FRAME = 1 << 62
 
 
 def _kinds(country: Country) -> list[tuple[tuple[float, ...], list[_Kind]]]:
@@ -616,12 +808,13 @@ class ProgressDetector:
         index = {f: i for i, f in enumerate(low + high)}
         delays = {fc: _half_delay(sos) for fc, sos in lp.items()}
         self._groups: list[_Group] = []
+        self._history = _History()
         for group, kinds in specs:
             chans = [index[round(f)] for f in group]
             fcs = [_HIGH_FC if round(f) >= _HIGH_FROM else _LOW_FC for f in group]
             band = 2 if group == CAS_HZ else (1 if max(fcs) == _HIGH_FC else 0)
             delay = float(np.mean([delays[fc] for fc in fcs]))
-            self._groups.append(_Group(chans, band, delay, kinds))
+            self._groups.append(_Group(chans, band, delay, kinds, self._history))
         self._min_power = _power(MIN_LEVEL_DBM0, dbm0_at_full_scale) / 2  # on half powers
         self._twist = float(10.0 ** (TWIST_DB / 10.0))
 
@@ -638,13 +831,14 @@ class ProgressDetector:
         self._width = 2 * chl + 2  # lanes as real columns: channels (re, im), then bands
         # Both classes in one product per chunk: inputs (state: class, k; then frame,
         # class, product), outputs (frame, class; then the state: class, k).
-        self._chunk_map = np.zeros((2 * FRAMES + 2 * order, 2 * order + 2 * FRAMES * m))
+        chunk_map = np.zeros((2 * FRAMES + 2 * order, 2 * order + 2 * FRAMES * m))
         for c, (_, chunk) in enumerate(maps):
             rows = [2 * k + c for k in range(FRAMES)]
             rows += [2 * FRAMES + c * order + i for i in range(order)]
             cols = [c * order + i for i in range(order)]
             cols += [2 * order + (2 * k + c) * m + i for k in range(FRAMES) for i in range(m)]
-            self._chunk_map[np.ix_(rows, cols)] = chunk
+            chunk_map[np.ix_(rows, cols)] = chunk
+        self._chunk_map: Lanes = chunk_map.astype(np.float32)
         # Mixing by e^(-jwn): within a frame folded into its frame product (n from the
         # frame's start), the frame's start as a phase (whole hertz repeat every 100 frames).
         n = np.arange(HOP)
@@ -654,37 +848,36 @@ class ProgressDetector:
             for j, f in enumerate(chans):
                 mix[:, c, :, j] = maps[c][0] * np.exp(-2j * np.pi * f * n / RATE)[:, None]
                 start[:, c, 0, j] = np.exp(-2j * np.pi * f * HOP * np.arange(100) / RATE)
-        self._mix = np.ascontiguousarray(mix.view(np.float64).reshape(HOP, -1))
+        self._mix: Lanes = mix.view(np.float64).reshape(HOP, -1).astype(np.float32)
         # By chunk (its place in the second, twice over): chunk x frame x class x product x
         # channel, the shape of the frame products.
         phase = np.broadcast_to(
             start.reshape(100 // FRAMES, FRAMES, 2, 1, chl), (10, 10, 2, m, chl)
         )
-        self._phase = np.concatenate((phase, phase))
-        # The squared line and upper band side by side: frame x (class, product, band).
-        band_map = np.zeros((2, HOP, 2, m, 2))
-        for c in range(2):
-            for b in range(2):
-                band_map[b, :, c, :, b] = maps[c][0]
-        self._band_map = band_map.reshape(2 * HOP, 4 * m)
+        self._phase = np.concatenate((phase, phase)).astype(np.complex64)
+        # The squared line and upper band, each: frame x (class, product).
+        band_map = np.concatenate([frame for frame, _ in maps], axis=1)
+        self._band_map: Lanes = band_map.astype(np.float32)
         # Where the channel powers sit in the lanes (low channels, then high ones), and the
         # band powers (of the columns low class: squared line, upper band; high class: the
         # same): the low class's squared line, the high class's, its upper band.
         self._cols = np.r_[0 : len(low), chl : chl + len(high)]
         self._bands = np.array([0, 2, 3])
-        self._state = np.zeros((2 * order, self._width))
+        self._state: Lanes = np.zeros((2 * order, self._width), dtype=np.float32)
         # Each group's (up to two) components as columns of the channel powers: the second
         # is the first again, not counted, for a single tone.
         self._first = self._cols[[g.channels[0] for g in self._groups]]
         self._second = self._cols[[g.channels[-1] for g in self._groups]]
         self._counted = np.array([1.0 if len(g.channels) > 1 else 0.0 for g in self._groups])
+        self._pair = np.r_[self._first, self._second]  # both components in one take
+        history = self._history
+        history.first, history.second, history.counted = self._first, self._second, self._counted
         self._band = self._bands[[g.band for g in self._groups]]
         self._whole = self._bands[[1 if g.band == 2 else g.band for g in self._groups]]
         # The thresholds on half powers (halving is exact, so the same decisions).
         self._half_share = np.array(
             [(CAS_SHARE if g.band == 2 else PURITY) / 2 for g in self._groups]
         )
-        self._past: list[tuple[int, Array]] = []  # (first frame, powers): the last blocks
 
         # The high-pass filters' state (rows x sections x 2, as the in-place filter keeps it),
         # as of the start of the chunk being filled, like the low-pass lanes' above.
@@ -693,8 +886,10 @@ class ProgressDetector:
         self._n = 0  # samples analysed for good (whole chunks)
         self._fed = 0
         self._pending: list[Array] = []
+        self._work: dict[int, _Work] = {}  # by count of chunks
         self._done = 0  # frames the state machines have seen
         self._recent = np.zeros(BRIDGE, dtype=bool)  # some group passed: the last frames
+        self._near = False  # in some of them
         self._vad = _Vad(
             minimum=_power(VAD_MIN_DBM0, dbm0_at_full_scale),
             lowest=_power(_FLOOR_LOWEST_DBM0, dbm0_at_full_scale),
@@ -715,9 +910,10 @@ class ProgressDetector:
         Samples are analysed in whole chunks of `CHUNK` counted from the start of the
         stream (a fixed cost per call would otherwise dominate with 20 ms blocks), so
         events come up to 100 ms later than they could, and the same whatever the blocks."""
-        x = np.asarray(block, dtype=np.float64).reshape(-1)
-        if not np.isfinite(x.sum()):  # one bad block must not stop the filters for good
-            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+        if isinstance(block, np.ndarray) and block.dtype == np.float64 and block.ndim == 1:
+            x = block  # what the recorder feeds: spare the conversions (a third of a call)
+        else:
+            x = np.asarray(block, dtype=np.float64).reshape(-1)
         self._pending.append(x)
         self._fed += x.size
         if self._fed - self._n < CHUNK:
@@ -738,6 +934,8 @@ class ProgressDetector:
 
     def _analyse(self, final: bool) -> list[ProgressEvent]:
         held = np.concatenate(self._pending) if self._pending else np.zeros(0)
+        if not math.isfinite(held.sum()):  # one bad block must not stop the filters for good
+            held = np.nan_to_num(held, nan=0.0, posinf=1.0, neginf=-1.0)
         whole = held.size // CHUNK * CHUNK
         out: list[ProgressEvent] = []
         for at in range(0, whole, RATE):  # a second at a time: bounded work arrays
@@ -768,90 +966,83 @@ class ProgressDetector:
         """Half the channel powers (frames x channels: |y|^2 where the power is 2 |y|^2) and
         the band powers (frames x 4 columns, see `_bands`) of whole chunks `x`."""
         count = x.size // CHUNK
-        lines = np.array((x, x))  # the line above 250 Hz, above 1.5 kHz
+        w = self._work.get(count)
+        if w is None:
+            w = self._work[count] = _Work(count, self._chl, self._products)
+        lines = w.lines  # the line above 250 Hz, above 1.5 kHz
+        np.copyto(lines, x)
         zi_hp, zi_upper = self._zi_hp, self._zi_upper
         if not commit:
             zi_hp, zi_upper = zi_hp.copy(), zi_upper.copy()
         _sosfilt_rows(self._hp, lines[0:1], zi_hp)
         _sosfilt_rows(self._upper, lines[1:2], zi_upper)
-        chl, width, m = self._chl, self._width, self._products
-        # One buffer, per chunk: its start state, its frame products (frame, class, product),
-        # then what the chunk map makes of them: each frame's output (frame, class) and the
-        # next chunk's start state, where the next chunk's rows begin.
-        state, rows = 2 * (m - 1), 2 * FRAMES * m
-        step = state + rows + 2 * FRAMES
-        buf = np.empty((count * step + state, width))
-        chunks = buf[: count * step].reshape(count, step, width)
-        inputs = chunks[:, state : state + rows].reshape(count, FRAMES, 2, m, width)
-        mixed = np.matmul(lines[0].reshape(count, FRAMES, HOP), self._mix)
+        np.copyto(w.line, lines)  # the low-pass lanes run in float32 (see `_chunk_map`)
+        np.matmul(w.mix_in, self._mix, out=w.mixed)
         at = self._n // CHUNK % (RATE // CHUNK)
-        np.multiply(
-            mixed.reshape(count, FRAMES, 2, m, 2 * chl).view(complex),
-            self._phase[at : at + count],
-            out=inputs[..., : 2 * chl].view(complex),
-        )
-        squares = np.empty((count, FRAMES, 2, HOP))
-        frames = lines.reshape(2, count, FRAMES, HOP)
-        np.multiply(frames, frames, out=squares.transpose(2, 0, 1, 3))
-        bands = np.matmul(squares.reshape(count, FRAMES, 2 * HOP), self._band_map)
-        inputs[..., 2 * chl :] = bands.reshape(count, FRAMES, 2, m, 2)
-        buf[:state] = self._state
-        for k in range(count):
-            np.matmul(
-                self._chunk_map,
-                buf[k * step : k * step + state + rows],
-                out=buf[k * step + state + rows : (k + 1) * step + state],
-            )
+        np.multiply(w.mixed_c, self._phase[at : at + count], out=w.channels)
+        np.multiply(w.frames, w.frames, out=w.squares_in)
+        np.matmul(w.squares, self._band_map, out=w.band_out)
+        np.copyto(w.bands_in, w.band_lanes)
+        np.copyto(w.start, self._state)
+        chunk_map = self._chunk_map
+        for into, out in w.steps:  # np.dot: the least overhead of the product calls
+            np.dot(chunk_map, into, out=out)
         if commit:
-            self._state = buf[count * step :].copy()
+            self._state = w.end.copy()
             self._n += x.size
-        y = chunks[:, state + rows :]  # chunk x (frame, class) x lane
-        squared = y * y
-        powers = squared[..., 0 : 2 * chl : 2] + squared[..., 1 : 2 * chl : 2]
-        return powers.reshape(count * FRAMES, 2 * chl), y[..., 2 * chl :].reshape(-1, 4)
+        # The outputs, chunk x (frame, class) x lane, judged in float64 like the thresholds.
+        y = w.y
+        np.copyto(y, w.outputs)
+        squared = y[..., : 2 * self._chl] * y[..., : 2 * self._chl]
+        powers = squared[..., 0::2] + squared[..., 1::2]
+        return powers.reshape(count * FRAMES, 2 * self._chl), y[..., 2 * self._chl :].reshape(-1, 4)
 
     def _detect(self, first: int, powers: Array, bands: Array) -> list[ProgressEvent]:
         """Run the frames from `first` through the tone groups and the activity detector."""
-        p0, p1 = powers[:, self._first], powers[:, self._second]  # frames x groups
+        groups = self._groups
+        pair = powers[:, self._pair]
+        p0, p1 = pair[:, : len(groups)], pair[:, len(groups) :]  # frames x groups
         low = np.minimum(p0, p1)
         ok = low >= self._min_power
-        if ok.any():  # else no group passes: spare the other tests
+        hot: list[int] = []  # the frames some group passes
+        if np.count_nonzero(ok):  # else no group passes: spare the other tests
             total = p0 + p1 * self._counted
             band = bands[:, self._band]  # below zero in the filters' ringing after a tone
             ok &= (total >= (PURITY / 2) * band) & (band > 0.0)
             ok &= total >= self._half_share * bands[:, self._whole]
             ok &= np.maximum(p0, p1) <= self._twist * low
+            if np.count_nonzero(ok):
+                hot = np.flatnonzero(ok.any(axis=1)).tolist()
         # A frame is near a tone while some group is in a run: it passed in the last
         # BRIDGE + 1 frames (a run ends after BRIDGE failing frames).
-        passed = ok.any(axis=1)
         tone = None
-        if passed.any() or self._recent.any():
-            recent = np.concatenate((self._recent, passed))
+        if hot or self._near:
+            recent = np.concatenate((self._recent, ok.any(axis=1)))
             tone = recent[BRIDGE:].copy()
             for i in range(BRIDGE):
-                tone |= recent[i : i + passed.size]
+                tone |= recent[i : i + len(ok)]
             self._recent = recent[-BRIDGE:]
+            self._near = bool(np.count_nonzero(self._recent))
         speech = self._vad.feed(np.maximum(bands[:, self._bands[0]], 0.0), tone)
-        past = self._past
-        past.append((first, powers))
-        while sum(len(p) for _, p in past[1:-1]) >= _HISTORY:  # enough frames before the block
-            del past[0]
-        groups = self._groups
-        if tone is None and not any(g.in_run or g.ons for g in groups):
-            return [
-                e for _, e in speech
-            ]  # idle groups: a step would do nothing, an interrupt neither
-        # The amplitude trace for the edge searches, from the last blocks' powers.
-        held = np.concatenate([p for _, p in past])
-        trace = np.sqrt(held[:, self._first] + held[:, self._second] * self._counted)
-        for i, g in enumerate(groups):
-            g.trace, g.base = trace[:, i], past[0][0]
+        self._history.add(first, powers)
+        live = [(j, g) for j, g in enumerate(groups) if g.in_run or g.ons]
+        if hot:
+            passing = np.count_nonzero(ok, axis=0).tolist()
+            live = [(j, g) for j, g in enumerate(groups) if g.in_run or g.ons or passing[j]]
+        if not live:  # idle groups: a step would do nothing, an interrupt neither
+            return [e for _, e in speech]
         out: list[ProgressEvent] = []
-        speech.append((first + len(ok), SpeechStarted(0.0)))  # a sentinel
-        at = 0
-        for i, present in enumerate(ok.tolist()):
+        frames = len(ok)
+        speech.append((first + frames, SpeechStarted(0.0)))  # a sentinel
+        rows = ok.tolist() if hot else None
+        # The frames of the block that hold each group's tone.
+        present_at = [np.flatnonzero(ok[:, j]).tolist() if hot else [] for j, _ in live]
+        at = i = 0
+        while i < frames:
             f = first + i
-            for g, p in zip(groups, present, strict=True):
+            present = rows[i] if rows is not None else None
+            for j, g in live:
+                p = present is not None and present[j]
                 if not (p or g.in_run or g.ons):
                     continue  # an idle group: its step would do nothing
                 if g.step(f, p, out):
@@ -865,4 +1056,16 @@ class ProgressDetector:
                         g.interrupt(out)
                 out.append(event)
                 at += 1
+            i += 1
+            # The next frame where a group or the activity detector does something: the
+            # frames before change no more than the last frame of a run.
+            wake = speech[at][0] - first
+            for (_, g), present_frames in zip(live, present_at, strict=True):
+                if wake <= i:
+                    break
+                wake = min(wake, g.wake(i, first, present_frames))
+            if wake > i:
+                for (_, g), present_frames in zip(live, present_at, strict=True):
+                    g.coast(first, present_frames, i, wake)
+                i = wake
         return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import signal
 
 from appliance.country import COUNTRIES
 from appliance.dsp import RATE, progress
@@ -477,3 +478,103 @@ def test_the_in_place_filter_gives_what_scipy_sosfilt_gives(
     d = ProgressDetector(COUNTRIES["US"], FS)
     events = [e for i in range(0, SESSION.size, 160) for e in d.feed(SESSION[i : i + 160])]
     assert events + d.flush() == SESSION_EVENTS
+
+
+def test_the_float32_lanes_give_the_float64_powers(rng: np.random.Generator) -> None:
+    """The mixing and low-pass products run in float32 (in balanced state coordinates):
+    the channel and band powers are those of scipy's float64 filters to a few millionths."""
+    x = np.concatenate(
+        [
+            tone((440.0, 480.0), 1.0, (-20.0, -20.0), FS),
+            speech(1.0, -15.0, FS, rng),
+            tone((2130.0, 2750.0), 0.5, (-30.0, -30.0), FS),
+            tone((1100.0,), 0.5, (-40.0,), FS),
+        ]
+    )
+    x += line_noise(x.size / RATE, rng)
+    d = ProgressDetector(COUNTRIES["US"], FS)
+    parts = [d._filter(x[i : i + RATE], commit=True) for i in range(0, x.size, RATE)]
+    powers = np.concatenate([p for p, _ in parts])
+    bands = np.concatenate([b.copy() for _, b in parts])[:, [0, 2, 3]]
+    t = np.arange(x.size)
+    line = signal.sosfilt(signal.butter(6, 250.0, "highpass", fs=RATE, output="sos"), x)
+    upper = signal.sosfilt(signal.butter(4, 1500.0, "highpass", fs=RATE, output="sos"), x)
+    lp = {fc: signal.butter(4, fc, fs=RATE, output="sos") for fc in (16.0, 64.0)}
+    freqs = sorted({round(f) for group, _ in progress._kinds(COUNTRIES["US"]) for f in group})
+    want = np.zeros((powers.shape[0], len(freqs)))
+    for i, f in enumerate(freqs):
+        mixed = line * np.exp(-2j * np.pi * f * t / RATE)
+        want[:, i] = np.abs(signal.sosfilt(lp[64.0 if f >= 1000 else 16.0], mixed)[79::80]) ** 2
+    got = powers[:, d._cols]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6 * want.max())
+    want_bands = np.stack(
+        [
+            signal.sosfilt(lp[16.0], line**2)[79::80],
+            signal.sosfilt(lp[64.0], line**2)[79::80],
+            signal.sosfilt(lp[64.0], upper**2)[79::80],
+        ],
+        axis=1,
+    )
+    scale = want_bands.max(axis=0)
+    np.testing.assert_allclose(bands / scale, want_bands / scale, rtol=1e-5, atol=2e-5)
+
+
+def medley(country: str, rng: np.random.Generator) -> np.ndarray:
+    """Every tone of a country and of fax and CAS, with speech and silences between."""
+    c = COUNTRIES[country]
+    talk = speech(3.0, -20.0, FS, rng)
+    talk[at(1.5) : at(1.58)] += tone((2130.0, 2750.0), 0.08, (-20.0, -20.0), FS)
+    parts = [
+        cadenced(c.dial.freqs, c.dial.cadence, 3.0, -15.0, FS),
+        np.zeros(at(1.0)),
+        cadenced(c.ringback.freqs, c.ringback.cadence, 2 * sum(c.ringback.cadence), -18.0, FS),
+        talk,
+        cadenced(c.busy.freqs, c.busy.cadence, 3 * sum(c.busy.cadence), -22.0, FS),
+        np.zeros(at(2.0)),
+        cadenced(c.reorder.freqs, c.reorder.cadence, 6 * sum(c.reorder.cadence), -25.0, FS),
+        cadenced((1100.0,), (0.5, 3.0), 7.0, -20.0, FS),
+        tone((2100.0,), 2.0, (-15.0,), FS),
+        np.zeros(at(6.0)),
+    ]
+    x = np.concatenate(parts)
+    return x + line_noise(x.size / RATE, rng)
+
+
+@pytest.mark.parametrize("country", ["US", "GB", "DE"])
+def test_skipping_the_frames_where_nothing_happens_changes_no_event(
+    country: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tone groups skip the frames where no step could change anything, and the calls
+    before an on- or off-period's next threshold: stepping every frame, calling every time,
+    gives the same events, each recognised in the same frame."""
+    x = medley(country, np.random.default_rng(3))
+    step = progress._Group.step
+
+    def recognised() -> tuple[list[ProgressEvent], list[tuple[int, ProgressEvent]]]:
+        frames: list[tuple[int, ProgressEvent]] = []  # the events of the steps, by frame
+
+        def stepped(self: progress._Group, f: int, present: bool, out: list[ProgressEvent]) -> bool:
+            before = len(out)
+            established = step(self, f, present, out)
+            frames.extend((f, e) for e in out[before:])
+            return established
+
+        with monkeypatch.context() as patch:
+            patch.setattr(progress._Group, "step", stepped)
+            d = ProgressDetector(COUNTRIES[country], FS)
+            events = [e for i in range(0, x.size, RATE) for e in d.feed(x[i : i + RATE])]
+            events += d.flush()
+        return events, frames
+
+    skipping = recognised()
+    assert len([e for _, e in skipping[1] if isinstance(e, ToneDetected)]) >= 5
+    monkeypatch.setattr(progress._Group, "wake", lambda self, i, first, present: i)
+    for name, quiet in (("_while_on", "quiet_on"), ("_while_off", "quiet_off")):
+        judge = getattr(progress._Group, name)
+
+        def every_time(self: progress._Group, *args: object, judge=judge, quiet=quiet) -> None:
+            judge(self, *args)
+            setattr(self, quiet, float("-inf"))
+
+        monkeypatch.setattr(progress._Group, name, every_time)
+    assert recognised() == skipping
