@@ -187,7 +187,6 @@ class VanishingCard(PassThrough):
 
     def __init__(self, board: SimBoard, frames: int | None = None) -> None:
         super().__init__(board)
-        self.sim = board
         self.frames = frames
 
     def read(self) -> Frame | None:
