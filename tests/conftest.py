@@ -1,6 +1,10 @@
-"""Shared fixtures: the shipped config and pin map, and a simulated line from a scenario text."""
+"""Shared fixtures: the shipped config and pin map, a simulated line from a scenario text,
+and a key service in a thread."""
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +36,33 @@ def line_events(cfg: Config) -> Callable[[str], list[LineEvent]]:
         return list(result.events)
 
     return run
+
+
+KeyService = Callable[[Path, Callable[[], object]], contextlib.AbstractContextManager[None]]
+
+
+@pytest.fixture
+def key_service() -> KeyService:
+    """`with key_service(request, serve):` plays the key service its .path unit starts: a
+    thread runs `serve` once the `request` file is there, until the block ends."""
+
+    @contextlib.contextmanager
+    def serving(request: Path, serve: Callable[[], object]) -> Iterator[None]:
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                if request.exists():
+                    serve()
+                    return
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+
+    return serving

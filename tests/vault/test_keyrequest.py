@@ -148,29 +148,18 @@ def test_make_keys_makes_them_here_when_keys_is_writable(data: Path) -> None:
 
 
 def test_make_keys_goes_through_the_service_when_keys_is_read_only(
-    data: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, monkeypatch: pytest.MonkeyPatch, key_service
 ) -> None:
     """The box's web page: `keys/` is a read-only mount there (here: os.access says so,
     since root may write anywhere). A thread plays the service the path unit starts."""
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, m: False if m == os.W_OK else real_access(p, m))
-    stop = threading.Event()
-
-    def service() -> None:
-        while not stop.is_set():
-            if (data / "setup" / keyrequest.REQUEST).exists():
-                keyrequest.serve_request(data)
-                return
-            stop.wait(0.05)
-
-    thread = threading.Thread(target=service)
-    thread.start()
-    try:
-        with Catalog.open(data) as catalog:
-            created = keyrequest.make_keys(data, None, catalog, timeout_s=30)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    request = data / "setup" / keyrequest.REQUEST
+    with (
+        key_service(request, lambda: keyrequest.serve_request(data)),
+        Catalog.open(data) as catalog,
+    ):
+        created = keyrequest.make_keys(data, None, catalog, timeout_s=30)
     assert created.recovery_identity is not None
     sealed = (data / "keys" / keys.VAULT_RECOVERY).read_bytes()
     assert age.decrypt(sealed, [created.recovery_identity]).decode() == (
@@ -260,31 +249,23 @@ def test_a_rotation_by_the_service_command_keeps_every_key(box) -> None:
 
 
 def test_the_web_page_waits_for_the_service_when_keys_is_read_only(
-    box, monkeypatch: pytest.MonkeyPatch
+    box, monkeypatch: pytest.MonkeyPatch, key_service
 ) -> None:
     """The box's web page: a thread plays the service the path unit starts."""
     data, ada = box
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, m: False if m == os.W_OK else real_access(p, m))
-    stop = threading.Event()
     answered: list[str] = []
 
     def service() -> None:
-        while not stop.is_set():
-            if (data / "setup" / keyrequest.ROTATE_REQUEST).exists():
-                with Catalog.open(data) as catalog:
-                    answered.append(keyrequest.serve_rotation(data, catalog, key_wait_s=30))
-                return
-            stop.wait(0.05)
-
-    thread = threading.Thread(target=service)
-    thread.start()
-    try:
         with Catalog.open(data) as catalog:
-            rotated = keyrequest.rotate_keys(data, catalog, ada, timeout_s=30)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+            answered.append(keyrequest.serve_rotation(data, catalog, key_wait_s=30))
+
+    with (
+        key_service(data / "setup" / keyrequest.ROTATE_REQUEST, service),
+        Catalog.open(data) as catalog,
+    ):
+        rotated = keyrequest.rotate_keys(data, catalog, ada, timeout_s=30)
     assert answered and str(rotated.device) in answered[0]
     assert str(keys.read_recipients(data)[0]) == str(rotated.device)
     assert setup_files(data) == []

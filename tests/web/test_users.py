@@ -1,8 +1,6 @@
 """Users, roles and keys from the web page: every change through `vault.keys`, with the
 acting admin's unlocked keys as the authority, and audited."""
 
-import threading
-
 import pytest
 
 from appliance.vault import keyrequest, keys
@@ -159,27 +157,16 @@ def read_only_keys(monkeypatch, dataset):
 
 
 def test_on_the_box_the_key_service_rotates_and_the_page_waits(
-    as_role, dataset, read_only_keys
+    as_role, dataset, read_only_keys, key_service
 ) -> None:
-    stop = threading.Event()
-
     def service() -> None:  # what appliance-rotate.path starts
-        while not stop.is_set():
-            if (dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST).exists():
-                with Catalog.open(dataset.data) as catalog:
-                    keyrequest.serve_rotation(dataset.data, catalog)
-                return
-            stop.wait(0.05)
+        with Catalog.open(dataset.data) as catalog:
+            keyrequest.serve_rotation(dataset.data, catalog)
 
     before = keys.read_recipients(dataset.data)
     client, token = as_role("admin")
-    thread = threading.Thread(target=service)
-    thread.start()
-    try:
+    with key_service(dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST, service):
         answer = client.post("/keys/rotate", data={"csrf": token})
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     assert answer.status_code == 303 and answer.headers["location"] == "/users?done=rotated"
     assert keys.read_recipients(dataset.data)[0] != before[0]
     assert audit(dataset.data, "keys.rotate") == [("ada", "")]
@@ -198,23 +185,17 @@ def test_a_key_service_that_never_answers_is_a_clear_refusal(
     assert list((dataset.data / keyrequest.SETUP).iterdir()) == []  # the request taken back
 
 
-def test_a_refusal_of_the_key_service_is_shown(as_role, dataset, read_only_keys) -> None:
+def test_a_refusal_of_the_key_service_is_shown(
+    as_role, dataset, read_only_keys, key_service
+) -> None:
     def service() -> None:
-        for _ in range(200):
-            if (dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST).exists():
-                with Catalog.open(dataset.data) as catalog:
-                    catalog.db.execute("UPDATE users SET disabled = 1 WHERE name = 'ada'")
-                    with pytest.raises(keys.VaultError):
-                        keyrequest.serve_rotation(dataset.data, catalog)
-                return
-            threading.Event().wait(0.05)
+        with Catalog.open(dataset.data) as catalog:
+            catalog.db.execute("UPDATE users SET disabled = 1 WHERE name = 'ada'")
+            with pytest.raises(keys.VaultError):
+                keyrequest.serve_rotation(dataset.data, catalog)
 
     client, token = as_role("admin")
-    thread = threading.Thread(target=service)
-    thread.start()
-    try:
+    with key_service(dataset.data / keyrequest.SETUP / keyrequest.ROTATE_REQUEST, service):
         answer = client.post("/keys/rotate", data={"csrf": token})
-    finally:
-        thread.join(timeout=30)
     assert answer.status_code == 409 and "not an active admin" in answer.text
     assert audit(dataset.data, "keys.rotate.refused") == [("key service", "")]
