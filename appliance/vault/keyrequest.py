@@ -83,6 +83,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from appliance.errors import VaultError
 from appliance.vault import age, keys
@@ -101,6 +102,24 @@ WAIT_S = 60.0  # a Pi 4 starts Python and makes the keys in a few seconds
 
 def setup_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / SETUP
+
+
+T = TypeVar("T")
+
+
+def _poll(
+    answer: Callable[[], T | None],
+    timeout_s: float,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> T | None:
+    """`answer()` every 0.2 s until it gives something, or None once `timeout_s` is over."""
+    deadline = now() + timeout_s
+    while (done := answer()) is None:
+        if now() >= deadline:
+            return None
+        sleep(0.2)
+    return done
 
 
 # -- files in setup/, never through a link ------------------------------------------------
@@ -218,17 +237,13 @@ class PendingKeys:
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> keys.KeysCreated:
-        deadline = now() + timeout_s
-        while True:
-            done = self.collect(data_dir)
-            if done is not None:
-                return done
-            if now() >= deadline:
-                raise VaultError(
-                    f"the keys were not made within {timeout_s:.0f} s",
-                    hint="is appliance-setup.path enabled? `journalctl -u appliance-setup`",
-                )
-            sleep(0.2)
+        done = _poll(lambda: self.collect(data_dir), timeout_s, now, sleep)
+        if done is None:
+            raise VaultError(
+                f"the keys were not made within {timeout_s:.0f} s",
+                hint="is appliance-setup.path enabled? `journalctl -u appliance-setup`",
+            )
+        return done
 
 
 def request_keys(data_dir: str | Path, recovery: Recipient | None = None) -> PendingKeys:
@@ -440,24 +455,20 @@ class PendingRotation:
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Rotated:
-        deadline = now() + timeout_s
-        while True:
-            done = self.step(data_dir)
-            if done is not None:
-                return done
-            if now() >= deadline:
-                self._withdraw(data_dir)
-                what = (
-                    "did not answer"  # it had the vault key: the rotation may still end
-                    if self._sent
-                    else "did not rotate the device key"
-                )
-                raise VaultError(
-                    f"the key service {what} within {timeout_s:.0f} s (see the audit log)",
-                    hint="is appliance-rotate.path enabled? `journalctl -u appliance-rotate`; "
-                    f"or on the console: appliance keys rotate --by {self._authority.user}",
-                )
-            sleep(0.2)
+        done = _poll(lambda: self.step(data_dir), timeout_s, now, sleep)
+        if done is None:
+            self._withdraw(data_dir)
+            what = (
+                "did not answer"  # it had the vault key: the rotation may still end
+                if self._sent
+                else "did not rotate the device key"
+            )
+            raise VaultError(
+                f"the key service {what} within {timeout_s:.0f} s (see the audit log)",
+                hint="is appliance-rotate.path enabled? `journalctl -u appliance-rotate`; "
+                f"or on the console: appliance keys rotate --by {self._authority.user}",
+            )
+        return done
 
     def _withdraw(self, data_dir: str | Path) -> None:
         """A request nobody took is taken back, so no service acts on it later."""
