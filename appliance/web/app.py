@@ -282,33 +282,39 @@ async def login_page(request: Request) -> Response:
 
 async def _login_form(request: Request, error: str, status: int) -> Response:
     web: Web = request.app.state.web
-    token = secrets.token_urlsafe(32)
     can_setup = await run_in_threadpool(lambda: setup.available(web.catalog()))
-    response = render(
-        request,
-        "login.html",
-        {
-            "login_csrf": token,
-            "error": error,
-            "next": _safe_next(request.query_params.get("next", "")),
-            "can_setup": can_setup,
-        },
-        status,
-    )
+    context = {
+        "error": error,
+        "next": _safe_next(request.query_params.get("next", "")),
+        "can_setup": can_setup,
+    }
+    return _before_session(request, "login.html", context, status)
+
+
+def _before_session(
+    request: Request, template: str, context: dict[str, Any], status: int
+) -> Response:
+    """A form posted before there is a session (login, setup): its CSRF token is also set
+    in the login cookie, which `_check_before_session` compares."""
+    token = secrets.token_urlsafe(32)
+    response = render(request, template, {**context, "login_csrf": token}, status)
     response.set_cookie(
         LOGIN_COOKIE, token, max_age=3600, path="/", secure=True, httponly=True, samesite="strict"
     )
     return response
 
 
+def _check_before_session(request: Request, form: FormData, what: str) -> None:
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not _same(expected, _text(form, "csrf", 100)):
+        raise HTTPException(403, f"the {what} form is stale or forged (CSRF token)")
+
+
 async def login(request: Request) -> Response:
     web: Web = request.app.state.web
     _check_origin(request)
     form = await _small_form(request)
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    given = _text(form, "csrf", 100)
-    if not expected or not _same(expected, given):
-        raise HTTPException(403, "the login form is stale or forged (CSRF token)")
+    _check_before_session(request, form, "login")
     name, passphrase = _text(form, "user", 64), _text(form, "passphrase", keys.MAX_PASSPHRASE)
     address = _address(request)
     try:
@@ -1496,32 +1502,15 @@ async def setup_page(request: Request) -> Response:
 
 
 def _setup_form(request: Request, window: bool, fresh: bool, error: str, status: int) -> Response:
-    token = secrets.token_urlsafe(32)
-    response = render(
-        request,
-        "setup.html",
-        {
-            "login_csrf": token,
-            "window": window,
-            "fresh": fresh,
-            "error": error,
-            "profiles": PROFILES,
-        },
-        status,
-    )
-    response.set_cookie(
-        LOGIN_COOKIE, token, max_age=3600, path="/", secure=True, httponly=True, samesite="strict"
-    )
-    return response
+    context = {"window": window, "fresh": fresh, "error": error, "profiles": PROFILES}
+    return _before_session(request, "setup.html", context, status)
 
 
 async def setup_submit(request: Request) -> Response:
     web: Web = request.app.state.web
     _check_origin(request)
     form = await _small_form(request)
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not _same(expected, _text(form, "csrf", 100)):
-        raise HTTPException(403, "the setup form is stale or forged (CSRF token)")
+    _check_before_session(request, form, "setup")
     address = _address(request)
     window, available = await run_in_threadpool(
         lambda: (setup.window_open(web.catalog()), setup.available(web.catalog()))
