@@ -17,7 +17,7 @@ end are where the tone amplitude crosses half its plateau, which measures the du
 about a millisecond at any level. Time is the sample count / 8000.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,25 +194,82 @@ _NO_POWERS = np.zeros(0, np.float32)
 _SILENCE = np.zeros(Bank.GROUP * HOP + WINDOW, np.float32)
 
 
-class _Tones:
-    """Tone facts from frame products: amplitude, frequency offset, the gate."""
+class _Measure:
+    """What frame products say of each frame's strongest row and column tones, whatever
+    the operating point: amplitude, frequency offset, the frame's power."""
 
-    def __init__(self, bank: Bank, th: Thresholds, dbm0_at_full_scale: float) -> None:
-        self.th = th
+    def __init__(self, bank: Bank) -> None:
         self.scale = 2.0 / bank.wsum
         self.rotate = np.exp(-1j * bank.omega * HOP)
         n = np.arange(WINDOW)
         self.grid = np.linspace(-100.0, 100.0, 401)
         w = _window()
         self.resp = np.abs(np.exp(2j * np.pi * self.grid[:, None] * n / RATE) @ w) / w.sum()
+
+    def tone(self, y: Array, prev: Array, k: int) -> tuple[Array, Array]:
+        """Amplitude and relative frequency offset of tone k in frames `y` after `prev`."""
+        x = y[:, 2 * k] + 1j * y[:, 2 * k + 1]
+        xp = prev[:, 2 * k] + 1j * prev[:, 2 * k + 1]
+        offset_hz = np.angle(x * np.conj(xp) * self.rotate[k]) * (RATE / (2 * np.pi * HOP))
+        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
+        return amp, offset_hz / TONES[k]
+
+    def frames(self, y: Array, prev: Array, p: Array) -> "_Measured":
+        """The facts every operating point judges, for frames `y` after `prev` (powers
+        `p`): all frames and both tones at once, in few numpy calls, since this runs on
+        every block where a frame passes the gate (speech does, often)."""
+        n = y.shape[0]
+        sq = y[:, :16] * y[:, :16]
+        mag = sq[:, 0::2] + sq[:, 1::2]
+        pick = mag.reshape(n, 2, 4).argmax(axis=2) + _LOW_HIGH  # the row and column tones
+        at = pick + np.arange(0, 11 * n, 11)[:, None]  # in the complex view of `y`
+        x = y.view(np.complex128).ravel()[at]
+        xp = prev.view(np.complex128).ravel()[at]
+        w = x * np.conj(xp) * self.rotate[pick]
+        offset_hz = np.arctan2(w.imag, w.real) * (RATE / (2 * np.pi * HOP))
+        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
+        low, high = amp[:, 0], amp[:, 1]
+        return _Measured(
+            code=pick[:, 0] * 4 + pick[:, 1] - 4,
+            weaker=np.minimum(low, high),
+            tones=0.5 * (low * low + high * high),
+            power=p - np.add.reduce(y[:, 16:] ** 2, axis=1),
+            offset=np.maximum.reduce(np.abs(offset_hz / TONES[pick]), axis=1),
+            twist=high / np.maximum(low, 1e-30),
+        )
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """Per frame: the digit its two tones would be, and what the thresholds test."""
+
+    code: NDArray[np.int64]
+    """row * 4 + col of the strongest row and column tones."""
+    weaker: Array
+    """The weaker tone's amplitude."""
+    tones: Array
+    """The two tones' power."""
+    power: Array
+    """The frame's power, hum excluded."""
+    offset: Array
+    """The larger relative frequency offset of the two tones."""
+    twist: Array
+    """High tone over low tone, amplitude."""
+
+
+class _Test:
+    """One operating point: its gate on frame products, and its verdict on frames."""
+
+    def __init__(self, measure: _Measure, th: Thresholds, dbm0_at_full_scale: float) -> None:
+        self.th = th
         self.floor = 10.0 ** ((th.min_level_dbm0 - dbm0_at_full_scale) / 20.0)
         self.twist = 10.0 ** (np.asarray(th.twist_db) / 20.0)
         # The gate: necessary conditions, linear in the squared products. A frame passes
         # only if each tone's offset is within `frame_offset`, so its amplitude correction
         # is at most 1 / r[k]; that bounds both the levels and the two tones' power.
-        r = np.interp(th.frame_offset * TONES, self.grid, self.resp)
-        c = 2 * th.purity / (self.scale * self.scale)
-        level = (self.floor * r / self.scale) ** 2
+        r = np.interp(th.frame_offset * TONES, measure.grid, measure.resp)
+        c = 2 * th.purity / (measure.scale * measure.scale)
+        level = (self.floor * r / measure.scale) ** 2
         g = np.zeros((_COLS, 3))
         g[0:8:2, 0] = g[1:8:2, 0] = 1 / level[:4]
         g[8:16:2, 1] = g[9:16:2, 1] = 1 / level[4:]
@@ -230,38 +287,24 @@ class _Tones:
         at = passes.nonzero()[0]
         return at if at.size else None
 
-    def tone(self, y: Array, prev: Array, k: int) -> tuple[Array, Array]:
-        """Amplitude and relative frequency offset of tone k in frames `y` after `prev`."""
-        x = y[:, 2 * k] + 1j * y[:, 2 * k + 1]
-        xp = prev[:, 2 * k] + 1j * prev[:, 2 * k + 1]
-        offset_hz = np.angle(x * np.conj(xp) * self.rotate[k]) * (RATE / (2 * np.pi * HOP))
-        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
-        return amp, offset_hz / TONES[k]
+    def codes(self, m: _Measured) -> NDArray[np.int64]:
+        """Each frame's digit code, or -1 where it fails the thresholds."""
+        ok = m.weaker >= self.floor
+        ok &= m.tones >= self.th.purity * m.power
+        ok &= m.offset <= self.th.frame_offset
+        ok &= (m.twist >= self.twist[0]) & (m.twist <= self.twist[1])
+        return np.where(ok, m.code, -1)
 
-    def classify(self, y: Array, prev: Array, p: Array) -> NDArray[np.int64]:
-        """Each frame's digit code (row * 4 + col), or -1 where it fails the thresholds.
 
-        All frames and both tones at once, in few numpy calls: this runs on every block
-        where a frame passes the gate (speech does, often)."""
-        n = y.shape[0]
-        sq = y[:, :16] * y[:, :16]
-        mag = sq[:, 0::2] + sq[:, 1::2]
-        pick = mag.reshape(n, 2, 4).argmax(axis=2) + _LOW_HIGH  # the row and column tones
-        at = pick + np.arange(0, 11 * n, 11)[:, None]  # in the complex view of `y`
-        x = y.view(np.complex128).ravel()[at]
-        xp = prev.view(np.complex128).ravel()[at]
-        w = x * np.conj(xp) * self.rotate[pick]
-        offset_hz = np.arctan2(w.imag, w.real) * (RATE / (2 * np.pi * HOP))
-        amp = np.abs(x) * self.scale / np.interp(offset_hz, self.grid, self.resp)
-        power = p - np.add.reduce(y[:, 16:] ** 2, axis=1)
-        th = self.th
-        low, high = amp[:, 0], amp[:, 1]
-        ok = np.minimum(low, high) >= self.floor
-        ok &= 0.5 * (low * low + high * high) >= th.purity * power
-        ok &= np.maximum.reduce(np.abs(offset_hz / TONES[pick]), axis=1) <= th.frame_offset
-        twist = high / np.maximum(low, 1e-30)
-        ok &= (twist >= self.twist[0]) & (twist <= self.twist[1])
-        return np.where(ok, pick[:, 0] * 4 + pick[:, 1] - 4, -1)
+def _admits(loose: Thresholds, strict: Thresholds) -> bool:
+    """Every frame that passes `strict` passes `loose` (so `loose`'s gate serves both)."""
+    return (
+        loose.min_level_dbm0 <= strict.min_level_dbm0
+        and loose.twist_db[0] <= strict.twist_db[0]
+        and loose.twist_db[1] >= strict.twist_db[1]
+        and loose.frame_offset >= strict.frame_offset
+        and loose.purity <= strict.purity
+    )
 
 
 _LOW_HIGH = np.array([0, 4])
@@ -269,27 +312,34 @@ _LOW_HIGH = np.array([0, 4])
 
 Products = tuple[int, Array32, Array32]
 """What `Bank.process` gives: (index of the first new frame, frame products, powers)."""
+Codes = dict[Thresholds, NDArray[np.int64]]
+"""Each frame's digit code (-1: none) at each operating point."""
+Analysed = tuple[int, int, Codes | None]
+"""What `_Analyser.take` gives: (first new frame, frame count, codes; None when no frame
+passes the gate)."""
 
 
 class _Analyser:
-    """Bank + gate + classification: per-frame digit codes with the products behind them."""
+    """Bank + gate + classification: per-frame digit codes at one or more operating points,
+    with the products behind them. The frames are measured once for all points; the gate
+    is the first point's, which must admit every frame the others pass."""
 
-    def __init__(self, th: Thresholds, dbm0_at_full_scale: float, bank: Bank) -> None:
+    def __init__(
+        self, thresholds: Sequence[Thresholds], dbm0_at_full_scale: float, bank: Bank
+    ) -> None:
+        if not all(_admits(thresholds[0], th) for th in thresholds):
+            raise ValueError("the first operating point must admit what the others pass")
         self.bank = bank
-        self.tones = _Tones(self.bank, th, dbm0_at_full_scale)
+        self.measure = _Measure(bank)
+        self.tests = [_Test(self.measure, th, dbm0_at_full_scale) for th in thresholds]
         self._chunks: list[tuple[int, Array32]] = []
         self._start = 0  # the first frame the history must keep
 
-    def analyse(
-        self, pieces: list[NDArray[np.floating]], keep_from: int | None
-    ) -> tuple[int, int, NDArray[np.int64] | None]:
-        """(first new frame, frame count, codes) for new samples; codes is None when no
-        frame passes the gate. Products from `keep_from` on (or the last few) are kept."""
+    def analyse(self, pieces: list[NDArray[np.floating]], keep_from: int | None) -> Analysed:
+        """Codes for new samples; products from `keep_from` on (or the last few) are kept."""
         return self.take(self.bank.process(pieces), keep_from)
 
-    def take(
-        self, products: Products, keep_from: int | None
-    ) -> tuple[int, int, NDArray[np.int64] | None]:
+    def take(self, products: Products, keep_from: int | None) -> Analysed:
         """`analyse` of products the bank has given out already."""
         first, y, p = products
         count = y.shape[0]
@@ -301,15 +351,18 @@ class _Analyser:
         while len(chunks) > 1 and chunks[1][0] <= start:
             del chunks[0]
         self._start = start
-        at = self.tones.gate(y, p)
+        at = self.tests[0].gate(y, p)
         if at is None:
             return first, count, None
         h_first, h_y = self.history()
         rows = at + (first - h_first)
         prev = np.maximum(rows - 1, 0)
-        codes = np.full(count, -1, dtype=np.int64)
         y64, yp = h_y[rows].astype(np.float64), h_y[prev].astype(np.float64)
-        codes[at] = self.tones.classify(y64, yp, p[at].astype(np.float64))
+        measured = self.measure.frames(y64, yp, p[at].astype(np.float64))
+        codes = {}
+        for test in self.tests:
+            codes[test.th] = np.full(count, -1, dtype=np.int64)
+            codes[test.th][at] = test.codes(measured)
         return first, count, codes
 
     def history(self) -> tuple[int, Array32]:
@@ -389,7 +442,7 @@ class _Segmenter:
         base, h_y = an.history()
         y = h_y[: before - base].astype(np.float64)
         sel = np.asarray(self.passing) - base
-        scale = an.tones.scale
+        scale = an.measure.scale
         z = y[:, :16].view(np.complex128)
         track = scale * (np.abs(z[:, row]) + np.abs(z[:, col]))
         plateau = float(np.median(track[sel]))
@@ -409,8 +462,8 @@ class _Segmenter:
         if end - onset < th.min_seconds:
             return None
         prev = np.maximum(sel - 1, 0)
-        low, off_low = an.tones.tone(y[sel], y[prev], row)
-        high, off_high = an.tones.tone(y[sel], y[prev], col)
+        low, off_low = an.measure.tone(y[sel], y[prev], row)
+        high, off_high = an.measure.tone(y[sel], y[prev], col)
         worst = max(abs(float(np.median(off_low))), abs(float(np.median(off_high))))
         if worst > th.digit_offset:
             return None
@@ -456,11 +509,11 @@ class DtmfReceiver:
         self,
         thresholds: Thresholds = STRICT,
         dbm0_at_full_scale: float = 3.14,
-        bank: Bank | None = None,
+        analyser: _Analyser | None = None,
     ) -> None:
         self.thresholds = thresholds
         self.dbm0_at_full_scale = dbm0_at_full_scale
-        self._an = _Analyser(thresholds, dbm0_at_full_scale, bank or Bank(_STEP))
+        self._an = analyser or _Analyser([thresholds], dbm0_at_full_scale, Bank(_STEP))
         self._seg = _Segmenter(thresholds, dbm0_at_full_scale)
         self._pending: list[Array32] = []
         self._read = 0
@@ -488,22 +541,29 @@ class DtmfReceiver:
         found = self._analyse(np.zeros(pad, np.float32))
         return found + (self._seg.close(self._an, self._read) if self._seg.code >= 0 else [])
 
-    def take(self, products: Products, samples: int) -> list[Digit]:
-        """`feed` for a shared bank (`DtmfListener`): the products of `samples` new samples."""
+    @property
+    def open_from(self) -> int | None:
+        """The first frame whose products a digit still open needs."""
+        return self._seg.open_from
+
+    def take(self, analysed: Analysed, samples: int) -> list[Digit]:
+        """`feed` for a shared analyser (`DtmfListener`): the codes of `samples` new samples,
+        analysed keeping the products from `open_from` on."""
         self._read += samples
-        return self._digits(products)
+        return self._digits(analysed)
 
     def _analyse(self, x: NDArray[np.floating]) -> list[Digit]:
         pieces, self._pending = [*self._pending, x], []
-        found = self._digits(self._an.bank.process(pieces))
+        found = self._digits(self._an.analyse(pieces, self._seg.open_from))
         self._due = self._an.bank.due
         return found
 
-    def _digits(self, products: Products) -> list[Digit]:
-        first, count, codes = self._an.take(products, self._seg.open_from)
-        if codes is None and self._seg.code < 0:
+    def _digits(self, analysed: Analysed) -> list[Digit]:
+        first, count, codes = analysed
+        mine = None if codes is None else codes[self.thresholds]
+        if mine is None and self._seg.code < 0:
             return []
-        return self._seg.step(first, count, codes, self._an, self._read)
+        return self._seg.step(first, count, mine, self._an, self._read)
 
 
 def decode(
@@ -544,9 +604,10 @@ class DtmfMasker:
         self,
         thresholds: Thresholds = MASK,
         dbm0_at_full_scale: float = 3.14,
-        bank: Bank | None = None,
+        analyser: _Analyser | None = None,
     ) -> None:
-        self._an = _Analyser(thresholds, dbm0_at_full_scale, bank or Bank(step=1))
+        self.thresholds = thresholds
+        self._an = analyser or _Analyser([thresholds], dbm0_at_full_scale, Bank(step=1))
         self._delay = np.zeros(self.DELAY)  # input not yet sent out; starts as silence
         self._sent = -self.DELAY  # absolute index of _delay[0]
         self._blank: list[list[int]] = []  # open intervals [start, end) in input samples
@@ -558,12 +619,13 @@ class DtmfMasker:
     def feed(self, block: ArrayLike) -> tuple[Array, list[Span]]:
         """(the next samples out, spans that closed); as many samples out as in."""
         x = np.asarray(block, dtype=np.float64).ravel()
-        return self.take(self._an.bank.process([x]), x)
+        return self.take(self._an.analyse([x], None), x)
 
-    def take(self, products: Products, x: Array) -> tuple[Array, list[Span]]:
-        """`feed` for a shared bank (`DtmfListener`): blank `x` where its products
-        (`x`'s own, or those of the same samples as heard without an echo) see a tone."""
-        first, count, codes = self._an.take(products, None)
+    def take(self, analysed: Analysed, x: Array) -> tuple[Array, list[Span]]:
+        """`feed` for a shared analyser (`DtmfListener`): blank `x` where its codes (`x`'s
+        own, or those of the same samples as heard without an echo) see a tone."""
+        first, count, all_codes = analysed
+        codes = None if all_codes is None else all_codes[self.thresholds]
         if codes is not None:
             prev = np.concatenate(([self._last_code], codes[:-1]))
             for k in np.flatnonzero((codes >= 0) & (codes == prev)).tolist():
@@ -606,16 +668,17 @@ class DtmfListener:
 
     Both judge what the line heard (the echo canceller's residual while the recorder plays:
     the announcement is band-stopped in the DTMF bands, so a tone in it is the caller's);
-    the masker blanks the audio as recorded, sample for sample the same stretch. One bank
-    instead of two halves the DSP of the keypad, which runs on every block of a call. The
-    bank gives out every complete frame (the masker cannot wait), so digits are decided
-    as soon as a standalone receiver's, or sooner.
+    the masker blanks the audio as recorded, sample for sample the same stretch. One bank,
+    one gate (the masker's, which admits every frame the receiver passes) and one
+    measurement of the frames serve both: the DSP of the keypad runs on every block of a
+    call. The bank gives out every complete frame (the masker cannot wait), so digits are
+    decided as soon as a standalone receiver's, or sooner.
     """
 
     def __init__(self, dbm0_at_full_scale: float = 3.14) -> None:
-        self._bank = Bank(step=1)
-        self.receiver = DtmfReceiver(STRICT, dbm0_at_full_scale, self._bank)
-        self.masker = DtmfMasker(MASK, dbm0_at_full_scale, self._bank)
+        self._an = _Analyser([MASK, STRICT], dbm0_at_full_scale, Bank(step=1))
+        self.receiver = DtmfReceiver(STRICT, dbm0_at_full_scale, self._an)
+        self.masker = DtmfMasker(MASK, dbm0_at_full_scale, self._an)
 
     def feed(self, heard: ArrayLike, recorded: ArrayLike) -> tuple[list[Digit], Array, list[Span]]:
         """(digits ended, the next samples of `recorded` masked, spans that closed) for a
@@ -624,9 +687,9 @@ class DtmfListener:
         audio = np.asarray(recorded, dtype=np.float64).ravel()
         if x.size != audio.size:
             raise ValueError("heard and recorded must be the same samples")
-        products = self._bank.process([x])
-        digits = self.receiver.take(products, x.size)
-        masked, spans = self.masker.take(products, audio)
+        analysed = self._an.analyse([x], self.receiver.open_from)
+        digits = self.receiver.take(analysed, x.size)
+        masked, spans = self.masker.take(analysed, audio)
         return digits, masked, spans
 
 
