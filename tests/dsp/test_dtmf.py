@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from appliance.dsp.dtmf import (
     MASK,
     STRICT,
+    Bank,
     Digit,
     DtmfListener,
     DtmfMasker,
     DtmfReceiver,
     Span,
+    _Analyser,
     decode,
     format_digits,
     mask,
@@ -261,3 +263,6 @@ def test_strict_and_mask_are_two_points_of_one_bank() -> None:
     assert MASK.frame_offset > STRICT.frame_offset
     short = pad(burst("6", 0.03, -15, -15))  # rejected by strict, masked
     assert decode(short) == [] and len(mask(short)[1]) == 1
+    # The listener gates both with the masker's gate: the other order would drop digits.
+    with pytest.raises(ValueError, match="admit"):
+        _Analyser([STRICT, MASK], FS, Bank(step=1))
