@@ -63,6 +63,11 @@ class LineMonitor:
             t, name = min(due)
             out.extend(self._expire(name, t))
 
+    def next_deadline(self) -> float | None:
+        """When the next timer fires (a debounce, the flash window, CPC, the ring envelope):
+        the recorder ends a long block there, so that what it brings is acted on at once."""
+        return min((t for _, t in self._deadlines() if t is not None), default=None)
+
     def _deadlines(self) -> list[tuple[str, float | None]]:
         quiet = self.ring.quiet_from()
         found = [(name, d.deadline()) for name, d in self._inputs.items()]

@@ -72,6 +72,8 @@ WITHDRAW_WITHIN = 3.0  # seconds between the two keys
 ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
 # Frames taken as one block while nothing depends on the next few milliseconds (no
 # playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
+# Such a block still ends at an edge or at the line's next timer (a debounce), so that a
+# press or the hook is acted on at once.
 CALM_BLOCK = 50  # 1 s
 CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
 CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the disk when idle
@@ -221,10 +223,11 @@ class Recorder:
         while not should_stop():
             frames: list[Frame] = []
             wanted = self.frames_wanted()
+            due = self.monitor.next_deadline() if wanted > 1 else None
             while len(frames) < wanted and (frame := read()) is not None:
                 frames.append(frame)
-                if frame.edges:
-                    break  # the hook or a button: answered now (the mute LED), not a block later
+                if frame.edges or (due is not None and frame.end >= due):
+                    break  # an edge, or a line timer (a debounce): acted on now, not a block later
             if not frames:
                 return
             block = merge(frames)
@@ -232,8 +235,8 @@ class Recorder:
             heartbeat.beat(block.end, self.status() | {"xruns": xruns()})
 
     def frames_wanted(self) -> int:
-        """How many board frames the next block takes: one while playing, asking for
-        consent or waiting for an answer; `CALM_BLOCK` otherwise."""
+        """How many board frames the next block takes at most: one while playing, asking
+        for consent or waiting for the far end to answer; `CALM_BLOCK` otherwise."""
         busy = self._queue or self._announcement is not None or self._now <= self._echo_until
         return 1 if busy or self.state.phase not in CALM_PHASES else CALM_BLOCK
 

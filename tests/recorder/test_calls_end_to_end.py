@@ -105,6 +105,33 @@ def test_muted_and_masked_spans_are_silent_and_no_card_number_leaks(
             assert CARD.encode() not in path.read_bytes()
 
 
+def test_the_panel_follows_the_hook_and_the_mute_button_at_once(box, cfg: Config) -> None:
+    """A debounced edge becomes certain inside a long (calm) block: the block ends there,
+    so the LEDs follow within a frame or two, not a second later."""
+    data, _ = box
+    _, lines = run(
+        "wait 2\noffhook\nwait 2\nonhook\nwait 2\nring 1\nwait 1\noffhook\nwait 1.5\n"
+        "press 1\nspeech 3\nbutton mute\nspeech 2\nonhook\nwait 1\n",
+        cfg,
+        data,
+    )
+    printed = [json.loads(line) for line in lines]
+
+    def first(after: float, **match: object) -> float:
+        return next(
+            p["t"]
+            for p in printed
+            if p["t"] >= after and all(p.get(k) == v for k, v in match.items())
+        )
+
+    hook = [p["t"] for p in printed if p.get("event") == "OffHook"]
+    assert len(hook) == 2  # an outgoing off-hook from idle, then an answer while ringing
+    for t in hook:
+        assert first(t, action="SetLed", led="line", mode="on") - t <= 0.06
+    released = first(0.0, event="ButtonReleased", button="mute")
+    assert first(released, action="SetLed", led="mute", mode="on") - released <= 0.06
+
+
 def test_a_rotated_device_key_seals_the_next_call_without_a_restart(box, cfg: Config) -> None:
     data, recovery = box
     before = keys.read_recipients(data)[0]
