@@ -73,9 +73,15 @@ ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
 # Frames taken as one block while nothing depends on the next few milliseconds (no
 # playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
 # Such a block still ends at an edge or at the line's next timer (a debounce), so that a
-# press or the hook is acted on at once.
+# press or the hook is acted on at once: ringing is calm too (the answer is the hook).
 CALM_BLOCK = 50  # 1 s
-CALM_PHASES = {m.Phase.IDLE, m.Phase.RECORDING, m.Phase.UNRECORDED, m.Phase.CLEARING}
+CALM_PHASES = {
+    m.Phase.IDLE,
+    m.Phase.RINGING,
+    m.Phase.RECORDING,
+    m.Phase.UNRECORDED,
+    m.Phase.CLEARING,
+}
 CHECK_EVERY = 2.0  # seconds between looks at the settings, the clock and the disk when idle
 MIN_FREE_BYTES = 3600 * 8000  # an hour of µ-law audio
 CALLER_ID_FRESH = 12.0  # seconds an on-hook caller-ID message stays the next call's
