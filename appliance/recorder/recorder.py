@@ -71,8 +71,8 @@ WITHDRAW = ("*", "9")
 WITHDRAW_WITHIN = 3.0  # seconds between the two keys
 ECHO_TAIL = 0.5  # seconds the echo canceller keeps running after playback
 # Frames taken as one block while nothing depends on the next few milliseconds (no
-# playback, no consent window, no answer to catch): the DSP's cost is mostly per block.
-# Such a block still ends at an edge or at the line's next timer (a debounce), so that a
+# playback, no consent window, no far end's answer to catch): the DSP's cost is mostly per
+# block. Such a block still ends at an edge or at the line's next timer (a debounce), so a
 # press or the hook is acted on at once: ringing is calm too (the answer is the hook).
 CALM_BLOCK = 50  # 1 s
 CALM_PHASES = {
