@@ -133,6 +133,12 @@ def body_lines(encoded: bytes) -> list[bytes]:
     return [*lines, b""] if not lines or len(lines[-1]) == 64 else lines
 
 
+def flip_last(data: bytes) -> bytes:
+    """`data` with one bit of its last byte flipped: a tag that is always wrong (setting the
+    byte to zero left it right once in 256 runs)."""
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
 def stanza(kind: bytes, args: list[bytes], body: bytes) -> list[bytes]:
     return [b" ".join([b"->", kind, *args]), *body_lines(b64(body))]
 
@@ -166,7 +172,7 @@ class AgeFile:
             nonce = i.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
             piece = aead.encrypt(nonce, chunk, None)
             if i == self.bad_tag_chunk:
-                piece = piece[:-1] + bytes([piece[-1] ^ 1])
+                piece = flip_last(piece)
             sealed += piece
         return header + self.nonce + sealed + self.tail
 
@@ -205,7 +211,7 @@ def build_cases(me: Recipient) -> dict[str, tuple[bytes, bool]]:
         ),
         "x25519_extra_argument": (file(stanza(b"X25519", [b64(share), b"x"], body)), False),
         "x25519_long_file_key": (file(x25519_stanza(me, FILE_KEY + b"\0")), False),
-        "x25519_bad_tag": (file(stanza(b"X25519", [b64(share)], body[:-1] + b"\0")), False),
+        "x25519_bad_tag": (file(stanza(b"X25519", [b64(share)], flip_last(body))), False),
         "x25519_grease": (file([*stanza(b"grease-!", [b"a", b"b="], os.urandom(70)), *mine]), True),
         "hmac_bad": (file(mac_key=bytes(16)), False),
         "hmac_missing": (file(mac_line=lambda m: b"---"), False),
