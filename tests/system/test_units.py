@@ -328,16 +328,23 @@ def test_the_helpers_are_oneshots_without_capabilities_or_devices(name: str) -> 
     assert unit.one("Service", "ExecStart").startswith(INSTALLED_BINARY + " ")
 
 
+def started_by_its_path(service: str, watched: str) -> Unit:
+    """The service, after checking that its `.path` unit alone starts it, once `watched`
+    exists: the way the web page asks a helper to act."""
+    path = Unit.read(UNITS / service.replace(".service", ".path"))
+    assert path.one("Path", "PathExists") == watched
+    assert path.one("Path", "Unit") == service
+    assert path.one("Install", "WantedBy") == "paths.target"
+    unit = Unit.read(UNITS / service)
+    assert unit.get("Install", "WantedBy") == []  # never started but by the path unit
+    return unit
+
+
 def test_the_key_service_answers_the_web_page_as_the_recorder(web: Unit) -> None:
     """First-run keys: the web page sees keys/ read-only, so it asks; the service runs as
     the recorder's user, who owns keys/, with no network, and only when asked."""
     data = config.shipped_defaults()["storage"]["data_dir"]
-    setup = Unit.read(UNITS / SETUP)
-    path = Unit.read(UNITS / "appliance-setup.path")
-    assert path.one("Path", "PathExists") == f"{data}/{keyrequest.SETUP}/{keyrequest.REQUEST}"
-    assert path.one("Path", "Unit") == SETUP
-    assert path.one("Install", "WantedBy") == "paths.target"
-    assert setup.get("Install", "WantedBy") == []  # never started but by the path unit
+    setup = started_by_its_path(SETUP, f"{data}/{keyrequest.SETUP}/{keyrequest.REQUEST}")
     assert setup.one("Service", "ExecStart").split()[1:] == [
         "keys",
         "init",
@@ -357,15 +364,8 @@ def test_the_key_service_rotates_for_the_web_page_as_the_recorder(web: Unit) -> 
     """Rotation: the web page asks (it holds the vault key, keys/ is read-only for it);
     the key service rotates as the recorder's user, with no network, only when asked."""
     data = config.shipped_defaults()["storage"]["data_dir"]
-    rotate = Unit.read(UNITS / ROTATE)
+    rotate = started_by_its_path(ROTATE, f"{data}/{keyrequest.SETUP}/{keyrequest.ROTATE_REQUEST}")
     setup = Unit.read(UNITS / SETUP)
-    path = Unit.read(UNITS / "appliance-rotate.path")
-    assert path.one("Path", "PathExists") == (
-        f"{data}/{keyrequest.SETUP}/{keyrequest.ROTATE_REQUEST}"
-    )
-    assert path.one("Path", "Unit") == ROTATE
-    assert path.one("Install", "WantedBy") == "paths.target"
-    assert rotate.get("Install", "WantedBy") == []  # never started but by the path unit
     assert rotate.one("Service", "ExecStart").split()[1:] == [
         "keys",
         "rotate",
@@ -386,12 +386,7 @@ def test_the_clock_helper_is_root_with_the_clock_capability_alone() -> None:
     """The web page asks (a row and a flag, appliance/clockset.py); root with
     CAP_SYS_TIME and nothing else sets the clock, started by the path unit alone."""
     data = config.shipped_defaults()["storage"]["data_dir"]
-    helper = Unit.read(UNITS / CLOCK)
-    path = Unit.read(UNITS / "appliance-clock.path")
-    assert path.one("Path", "PathExists") == f"{data}/{clockset.FOLDER}/{clockset.FLAG}"
-    assert path.one("Path", "Unit") == CLOCK
-    assert path.one("Install", "WantedBy") == "paths.target"
-    assert helper.get("Install", "WantedBy") == []
+    helper = started_by_its_path(CLOCK, f"{data}/{clockset.FOLDER}/{clockset.FLAG}")
     assert helper.one("Service", "ExecStart").split()[1:] == [
         "clock",
         "apply-requested",
@@ -498,12 +493,7 @@ def test_requested_updates_are_applied_by_root_when_asked() -> None:
     """The web page and the fetch only ask (a row and a flag, appliance/update/inbox.py);
     root applies, started by the path unit alone, with no capability but the data group."""
     data = config.shipped_defaults()["storage"]["data_dir"]
-    update = Unit.read(UNITS / UPDATE)
-    path = Unit.read(UNITS / "appliance-update.path")
-    assert path.one("Path", "PathExists") == f"{data}/{inbox.FOLDER}/{inbox.FLAG}"
-    assert path.one("Path", "Unit") == UPDATE
-    assert path.one("Install", "WantedBy") == "paths.target"
-    assert update.get("Install", "WantedBy") == []  # never started but by the path unit
+    update = started_by_its_path(UPDATE, f"{data}/{inbox.FOLDER}/{inbox.FLAG}")
     assert update.one("Service", "ExecStart").split()[1:] == [
         "update",
         "apply-requested",
