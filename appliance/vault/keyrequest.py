@@ -291,14 +291,24 @@ def make_keys(
 # -- the service's side -------------------------------------------------------------------
 
 
+def _recipients(doc: object, form: str, what: str, *fields: str) -> list[Recipient]:
+    """The `fields` of a JSON document in format `form`, as age recipients (a VaultError
+    naming `what` if the document is anything else)."""
+    try:
+        if not isinstance(doc, dict) or doc.get("format") != form:
+            raise ValueError(f"not an {form}")
+        return [Recipient.parse(str(doc[field])) for field in fields]
+    except (ValueError, KeyError, AgeError) as exc:
+        raise VaultError(f"the {what} is malformed: {exc}") from exc
+
+
 def _parse_request(raw: bytes) -> tuple[Recipient, Recipient]:
     try:
         request = json.loads(raw)
-        if not isinstance(request, dict) or request.get("format") != FORMAT:
-            raise ValueError(f"not an {FORMAT}")
-        return Recipient.parse(request["recovery"]), Recipient.parse(request["handoff"])
-    except (ValueError, KeyError, TypeError, AgeError) as exc:
+    except ValueError as exc:
         raise VaultError(f"the key request is malformed: {exc}") from exc
+    recovery, handoff = _recipients(request, FORMAT, "key request", "recovery", "handoff")
+    return recovery, handoff
 
 
 def serve_request(data_dir: str | Path) -> str:
@@ -415,12 +425,7 @@ class PendingRotation:
     def _send_key(self, folder: int, offer: dict[str, object]) -> None:
         vault = self._authority.vault
         assert vault is not None  # request_rotation checked it
-        try:
-            if offer.get("format") != OFFER_FORMAT:
-                raise ValueError(f"not an {OFFER_FORMAT}")
-            recipient = Recipient.parse(str(offer["recipient"]))
-        except (ValueError, KeyError, AgeError) as exc:
-            raise VaultError(f"the key service's offer is malformed: {exc}") from exc
+        (recipient,) = _recipients(offer, OFFER_FORMAT, "key service's offer", "recipient")
         text = f"{KEY_MAGIC}\nid {self.request_id}\nvault {vault.encode()}\n"
         _write(folder, ROTATE_KEY, age.encrypt(text.encode(), [recipient]), 0o640)
         self._sent = True
@@ -428,12 +433,7 @@ class PendingRotation:
     def _check(self, data_dir: str | Path, done: dict[str, object]) -> Rotated:
         vault = self._authority.vault
         assert vault is not None
-        try:
-            if done.get("format") != DONE_FORMAT:
-                raise ValueError(f"not an {DONE_FORMAT}")
-            device = Recipient.parse(str(done["device"]))
-        except (ValueError, KeyError, AgeError) as exc:
-            raise VaultError(f"the key service's answer is malformed: {exc}") from exc
+        (device,) = _recipients(done, DONE_FORMAT, "key service's answer", "device")
         if str(keys.read_recipients(data_dir)[0]) != str(device):
             raise VaultError("the recipients on disk do not name the key the service reported")
         generations = keys.open_keyring(data_dir, vault)
